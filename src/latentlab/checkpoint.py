@@ -1,0 +1,106 @@
+"""Atomic writes, and model files that rebuild themselves: `latentlab.load(path)`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentlab.errors import UserError
+
+FORMAT = "latentlab"
+FORMAT_VERSION = 1
+
+
+def atomic_path(path: Path) -> Path:
+    """A temporary file beside path; os.replace onto path is then atomic."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save that never leaves a half-written file at path."""
+    path = Path(path)
+    tmp = atomic_path(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    path = Path(path)
+    tmp = atomic_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> None:
+    write_text_atomic(json.dumps(obj, indent=2, sort_keys=False) + "\n", path)
+
+
+def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
+    """Load a latentlab file, turning every way it can be wrong into one clear UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is not a readable latentlab {what}: it is truncated, damaged "
+                        f"or not a PyTorch file ({reason})") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise UserError(f"{path} is a PyTorch file but not a latentlab {what} "
+                        "(it has no latentlab header); give a file written by latentlab")
+    if saved.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} was written by a newer latentlab "
+                        f"(format {saved['format_version']}); upgrade latentlab to read it")
+    return saved
+
+
+def model_record(model: Any, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Everything needed to rebuild a trained model without the training code's config."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "model",
+            "model_class": type(model).__name__, "hparams": model.hparams(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "config": config, **extra}
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """Rebuild a trained latentlab model from its .pth file, in eval mode, ready for use.
+
+    The result has `.embed(images)` and, depending on its kind, `.reconstruct(images)`,
+    `.sample(n)` or `.separate(mixtures)`; images are float (N, C, H, W) tensors in [0, 1]
+    at any size and channel count (they are converted to what the model was trained on).
+    """
+    from latentlab.models import MODELS
+
+    saved = read_checkpoint(path, "model")
+    if saved.get("kind") != "model":
+        raise UserError(f"{path} is a training checkpoint, not a finished model; "
+                        "load the <name>_model.pth file beside it")
+    cls = MODELS.get(saved.get("model_class", ""))
+    if cls is None:
+        raise UserError(f"{path} holds an unknown model {saved.get('model_class')!r}")
+    model = cls(**saved["hparams"])
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"{path}: weights do not fit {cls.__name__} ({error})") from None
+    model.config = saved.get("config", {})
+    model.class_names = saved.get("class_names", [])
+    return model.to(device).eval()

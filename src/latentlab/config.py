@@ -1,0 +1,162 @@
+"""Typed run configuration: defaults in code, overridable from a TOML file and the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentlab.errors import UserError
+
+# Which experiments use each option; "all" means every `latentlab train` command.
+ALL = ("autoencoder", "contrastive", "supcon", "simclr", "vae", "separator")
+EMBEDDING = ("autoencoder", "contrastive", "supcon", "simclr", "vae")
+CONTRASTIVE = ("contrastive", "supcon", "simclr")
+
+
+def option(default: Any, help: str, used_by: tuple[str, ...] = ALL, choices: Any = None) -> Any:
+    return field(default=default, metadata={"help": help, "used_by": used_by, "choices": choices})
+
+
+@dataclass
+class Config:
+    """Everything a training run needs. Saved into every checkpoint and results folder."""
+
+    experiment: str = option("autoencoder", "which model family to train", choices=ALL)
+    dataset: str = option("cifar10", "cifar10 | fashion-mnist | mnist | digits | folder:PATH")
+    data_dir: str | None = option(None, "directory searched first for official dataset files")
+    encoder: str = option(
+        "auto", "network family: mlp, conv, resnet or auto (conv for colour, mlp for grey)",
+        used_by=EMBEDDING, choices=("auto", "mlp", "conv", "resnet"),
+    )
+    latent_dim: int = option(32, "size of the embedding / latent vector", used_by=EMBEDDING)
+    epochs: int = option(10, "passes over the training data")
+    batch_size: int = option(256, "images per optimisation step")
+    learning_rate: float = option(2e-3, "peak AdamW learning rate")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    warmup_epochs: float = option(0.5, "linear learning-rate warm-up before cosine decay")
+    seed: int = option(0, "seed for weights, data order and augmentation")
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    train_limit: int | None = option(None, "use only this many training images (quick runs)")
+    test_limit: int | None = option(None, "use only this many test images (quick runs)")
+    tsne_points: int = option(2000, "test points shown in the t-SNE map", used_by=EMBEDDING)
+    time_budget: float | None = option(
+        None, "stop cleanly after this many minutes of training, keeping the best checkpoint"
+    )
+    # contrastive family
+    margin: float = option(1.0, "margin of the pairwise contrastive loss", used_by=("contrastive",))
+    temperature: float = option(0.1, "softmax temperature of SupCon / NT-Xent", used_by=CONTRASTIVE)
+    # variational autoencoder
+    beta: float = option(1.0, "weight of the KL term", used_by=("vae", "separator"))
+    kl_warmup_epochs: float = option(0.0, "epochs over which the KL weight ramps up from 0",
+                                     used_by=("vae", "separator"))
+    # separation
+    model: str = option("unet", "separator architecture", used_by=("separator",))
+    protocol: str = option("full", "assignment (1,000 images, 45,000 pairs) or full",
+                           used_by=("separator",), choices=("assignment", "full"))
+    out: str = option("results", "folder that results are written under")
+
+    def validate(self) -> Config:
+        """Check every value before any work starts; raise UserError naming the bad one."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise UserError(f"--{dashed(f.name)} must be one of {', '.join(choices)}, "
+                                f"not {value!r}")
+        positive_ints = ("latent_dim", "epochs", "batch_size", "tsne_points")
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{dashed(name)} must be a positive whole number, "
+                                f"not {getattr(self, name)}")
+        for name in ("train_limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{dashed(name)} must be a positive whole number, not {value}")
+        for name in ("learning_rate", "temperature", "margin"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"--{dashed(name)} must be greater than 0, "
+                                f"not {getattr(self, name)}")
+        for name in ("weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs"):
+            if not getattr(self, name) >= 0:
+                raise UserError(f"--{dashed(name)} must be 0 or more, not {getattr(self, name)}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise UserError(f"--time-budget must be a positive number of minutes, "
+                            f"not {self.time_budget}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise UserError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if not self.dataset:
+            raise UserError("--dataset must not be empty")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        name = self.experiment
+        if self.experiment == "separator":
+            return Path(self.out) / "separation" / self.model
+        return Path(self.out) / name
+
+
+def dashed(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def fields_for(experiment: str) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(Config) if experiment in f.metadata["used_by"]
+            and f.name != "experiment"]
+
+
+def from_toml(path: str | Path) -> dict[str, Any]:
+    """Read option values from a TOML file (keys are option names, with - or _)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"config file {path} is not valid TOML: {error}") from None
+    known = {f.name for f in dataclasses.fields(Config)}
+    values = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise UserError(f"config file {path}: unknown option {key!r}")
+        values[name] = coerce(name, value)
+    return values
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert a command-line string or TOML value to the option's type, or raise UserError."""
+    kind = str(next(f.type for f in dataclasses.fields(Config) if f.name == name))
+    if value is None or (isinstance(value, str) and value.lower() == "none" and "None" in kind):
+        if "None" in kind:
+            return None
+        raise UserError(f"--{dashed(name)} needs a value")
+    try:
+        if kind.startswith("int"):
+            if isinstance(value, float) or isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (TypeError, ValueError):
+        wanted = "a whole number" if kind.startswith("int") else (
+            "a number" if kind.startswith("float") else "text")
+        raise UserError(f"--{dashed(name)} must be {wanted}, not {value!r}") from None
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a Config saved in a checkpoint (unknown keys from newer versions are ignored)."""
+    known = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,14 @@
+"""Each experiment wires data, model, loss, training and evaluation together in one file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from latentlab.config import Config
+from latentlab.experiments import autoencoder
+
+# name -> run(config, resume) -> metrics; the CLI only looks names up here.
+EXPERIMENTS: dict[str, Callable[[Config, bool], dict[str, Any]]] = {
+    "autoencoder": autoencoder.run,
+}

@@ -1,0 +1,48 @@
+"""Autoencoder embeddings: encoder -> latent -> decoder, trained to reconstruct (MSE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from latentlab.config import Config
+from latentlab.errors import UserError
+from latentlab.evaluation import reconstruction_metrics
+from latentlab.experiments import shared
+from latentlab.models import AUTOENCODERS, Autoencoder, resolve_encoder
+from latentlab.plots import plot_image_rows
+
+
+def reconstruction_step(model: Autoencoder, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    return {"loss": F.mse_loss(model(images), images)}
+
+
+def build(config: Config, image_shape: tuple[int, int, int]) -> Autoencoder:
+    encoder = resolve_encoder(config.encoder, image_shape)
+    if encoder not in AUTOENCODERS:
+        raise UserError(f"--encoder {encoder} is not available for the autoencoder; "
+                        f"choose {', '.join(AUTOENCODERS)} or auto")
+    torch.manual_seed(config.seed)
+    return AUTOENCODERS[encoder](image_shape, latent_dim=config.latent_dim)
+
+
+def run(config: Config, resume: bool = False) -> dict[str, Any]:
+    data = shared.load_data(config)
+    model = build(config, data.image_shape)
+    result = shared.train(model, config, data, reconstruction_step, reconstruction_step, resume)
+    metrics, _, _ = shared.evaluate_embeddings(model, data, config, "autoencoder", "Autoencoder")
+    with torch.no_grad():
+        test = data.test_images
+        reconstructions = torch.cat([model.reconstruct(test[i: i + 500]).cpu()
+                                     for i in range(0, len(test), 500)])
+    metrics.update(reconstruction_metrics(reconstructions, test.float() / 255))
+    shown = torch.arange(min(12, len(test)))
+    plot_image_rows([test[shown].float() / 255, reconstructions[shown]],
+                    ["original", "reconstruction"],
+                    config.run_dir / "autoencoder_reconstructions.png",
+                    f"Autoencoder reconstructions (test PSNR {metrics['reconstruction_psnr']:.1f} dB)")
+    return shared.finish(model, config, data, result, "autoencoder", metrics,
+                         title="Autoencoder reconstruction loss (MSE)")

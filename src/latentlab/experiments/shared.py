@@ -1,0 +1,104 @@
+"""The steps every experiment shares: load data, train, evaluate embeddings, write results."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import latentlab
+from latentlab.checkpoint import model_record, save_atomic, write_json_atomic
+from latentlab.config import Config
+from latentlab.data import ImageData, load_dataset
+from latentlab.evaluation import embed_all, embedding_metrics, subsample, tsne_2d
+from latentlab.models import ImageModel
+from latentlab.plots import plot_embedding_map, plot_losses
+from latentlab.training import EvalStep, TrainResult, TrainStep, fit, pick_device
+
+
+def code_version() -> str:
+    """latentlab's version, plus the git commit when running from a checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{latentlab.__version__}+{commit}" if commit else latentlab.__version__
+
+
+def load_data(config: Config) -> ImageData:
+    data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
+    data = data.limit(config.train_limit, config.test_limit, seed=config.seed)
+    print(f"{data.name}: {len(data.train_labels):,} training and {len(data.test_labels):,} test "
+          f"images of {'x'.join(map(str, data.image_shape))}, {len(data.class_names)} classes "
+          f"({data.source})")
+    return data
+
+
+def start_run(config: Config) -> Path:
+    """Create the results folder and record the resolved config and code version in it."""
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic({"config": config.to_dict(), "code_version": code_version()},
+                      run_dir / "config.json")
+    return run_dir
+
+
+def train(model: ImageModel, config: Config, data: ImageData, train_step: TrainStep,
+          eval_step: EvalStep, resume: bool) -> TrainResult:
+    torch.manual_seed(config.seed)
+    run_dir = start_run(config)
+    print(f"training {type(model).__name__} ({num_parameters(model):,} parameters) on "
+          f"{pick_device(config.device)}; results in {run_dir}/")
+    return fit(model, config, data.train_images, data.train_labels, data.test_images,
+               data.test_labels, train_step, eval_step, run_dir / "checkpoint.pth",
+               resume=resume)
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def evaluate_embeddings(model: ImageModel, data: ImageData, config: Config, name: str,
+                        title: str) -> tuple[dict[str, float], np.ndarray, torch.Tensor]:
+    """Embed both splits, compute the shared metrics, draw the t-SNE map.
+
+    Returns (metrics, t-SNE points, indices of the test images they show)."""
+    started = time.perf_counter()
+    train_embeddings = embed_all(model, data.train_images)
+    test_embeddings = embed_all(model, data.test_images)
+    metrics = embedding_metrics(train_embeddings, data.train_labels, test_embeddings,
+                                data.test_labels, seed=config.seed)
+    shown = subsample(len(test_embeddings), config.tsne_points, config.seed)
+    points = tsne_2d(test_embeddings[shown], seed=config.seed)
+    plot_embedding_map(points, data.test_labels[shown], data.class_names,
+                       config.run_dir / f"{name}_embeddings.png",
+                       f"{title}: t-SNE of {len(shown):,} test embeddings\n"
+                       f"kNN accuracy {metrics['knn_accuracy']:.3f}, "
+                       f"linear probe {metrics['linear_probe_accuracy']:.3f}")
+    np.savez(config.run_dir / "test_embeddings.npz", embeddings=test_embeddings.numpy(),
+             labels=data.test_labels.numpy(), tsne=points, tsne_index=shown.numpy())
+    print(f"evaluated embeddings in {time.perf_counter() - started:.1f}s")
+    return metrics, points, shown
+
+
+def finish(model: ImageModel, config: Config, data: ImageData, result: TrainResult, name: str,
+           metrics: dict[str, Any], loss_keys: tuple[str, ...] = ("loss",),
+           title: str = "") -> dict[str, Any]:
+    """Write the loss plot, model file and metrics.json; return the metrics."""
+    run_dir = config.run_dir
+    plot_losses(result.history, run_dir / f"{name}_loss.png", title or f"{name} loss",
+                keys=loss_keys)
+    metrics = {**metrics, "dataset": data.name, "epochs": len(result.history),
+               "train_seconds": round(result.train_seconds, 2),
+               "device": str(pick_device(config.device)), "num_parameters": num_parameters(model),
+               "stopped_by_time_budget": result.stopped_early}
+    save_atomic(model_record(model, config.to_dict(), class_names=data.class_names,
+                             metrics=metrics), run_dir / f"{name}_model.pth")
+    write_json_atomic(metrics, run_dir / "metrics.json")
+    write_json_atomic(result.history, run_dir / "history.json")
+    return metrics

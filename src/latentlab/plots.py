@@ -1,0 +1,100 @@
+"""Figures (matplotlib, no display needed), written atomically as PNG."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import Tensor  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from latentlab.checkpoint import atomic_path  # noqa: E402
+
+
+def save_figure(figure: Figure, path: str | Path) -> None:
+    path = Path(path)
+    tmp = atomic_path(path.with_suffix(".png"))
+    try:
+        figure.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(figure)
+
+
+def class_colours(n: int) -> list[tuple[float, float, float, float]]:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_losses(history: Sequence[dict[str, float]], path: str | Path, title: str,
+                keys: Sequence[str] = ("loss",)) -> None:
+    """Train and test curves per epoch, one panel per logged quantity."""
+    figure, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    epochs = [h["epoch"] for h in history]
+    for ax, key in zip(axes[0], keys):
+        for split, style in (("train", "-o"), ("test", "--s")):
+            values = [h.get(f"{split}_{key}", np.nan) for h in history]
+            ax.plot(epochs, values, style, label=split, markersize=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def scatter_classes(ax: plt.Axes, points: np.ndarray, labels: np.ndarray,
+                    class_names: Sequence[str], legend: bool = True) -> None:
+    for index, (name, colour) in enumerate(zip(class_names, class_colours(len(class_names)))):
+        mask = labels == index
+        if mask.any():
+            ax.scatter(points[mask, 0], points[mask, 1], s=6, color=colour, label=name,
+                       alpha=0.8, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if legend:
+        ax.legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5),
+                  frameon=False)
+
+
+def plot_embedding_map(points: np.ndarray, labels: Tensor, class_names: Sequence[str],
+                       path: str | Path, title: str) -> None:
+    """A 2-D map (t-SNE) of test embeddings coloured by class, with a legend of class names."""
+    figure, ax = plt.subplots(figsize=(7, 6))
+    scatter_classes(ax, points, labels.numpy(), class_names)
+    ax.set_title(title)
+    save_figure(figure, path)
+
+
+def image_grid(rows: Sequence[Tensor], pad: int = 2) -> np.ndarray:
+    """Rows of (N, C, H, W) images in [0, 1] -> one (H', W', 3) array."""
+    size = max(r.shape[-1] for r in rows)
+    rows = [torch.nn.functional.interpolate(r.float(), size=(size, size), mode="nearest")
+            if r.shape[-1] != size else r.float() for r in rows]
+    rows = [r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows]
+    grid = make_grid(torch.cat(rows), nrow=len(rows[0]), padding=pad, pad_value=1.0)
+    return grid.permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def plot_image_rows(rows: Sequence[Tensor], row_names: Sequence[str], path: str | Path,
+                    title: str) -> None:
+    """Rows of images, each labelled on the left (originals above reconstructions, ...)."""
+    n = len(rows[0])
+    figure, ax = plt.subplots(figsize=(max(6, n * 0.75), 0.8 * len(rows) + 0.8))
+    ax.imshow(image_grid(rows), interpolation="nearest")
+    height = ax.get_ylim()[0] / len(rows)
+    ax.set_yticks([height * (i + 0.5) for i in range(len(rows))], row_names)
+    ax.set_xticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title)
+    save_figure(figure, path)

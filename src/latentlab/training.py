@@ -1,0 +1,241 @@
+"""One training loop for every model: AdamW with warm-up and cosine decay, a progress bar,
+atomic checkpoints, exact resume (also from the middle of an epoch after SIGINT/SIGTERM)."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from latentlab.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_atomic
+from latentlab.config import Config
+from latentlab.errors import UserError
+from latentlab.models import ImageModel
+
+# train_step(model, images, labels) -> {"loss": differentiable scalar, other logged scalars}
+TrainStep = Callable[[Any, Tensor, Tensor], dict[str, Tensor]]
+# eval_step(model, images, labels) -> {"loss": scalar, ...}, averaged over the test set
+EvalStep = Callable[[Any, Tensor, Tensor], dict[str, Tensor]]
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"interrupted; progress saved in {checkpoint}. "
+                         "Run the same command with --resume to continue")
+        self.checkpoint = checkpoint
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    stopped_early: bool = False  # by --time-budget
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.raised:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def learning_rate(config: Config, progress: float) -> float:
+    """Linear warm-up then cosine decay to zero; progress runs from 0 to 1 over the run."""
+    warmup = min(config.warmup_epochs / config.epochs, 0.5)
+    if progress < warmup:
+        return config.learning_rate * (progress + 1e-3) / warmup
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup)
+                                                                     / (1 - warmup))))
+
+
+def batches(images: Tensor, labels: Tensor, order: Tensor, batch_size: int, start: int = 0):
+    """Yield (step, images, labels) over order in fixed-size batches from step `start`.
+
+    The last partial batch is dropped when there is more than one batch, so batch
+    statistics and contrastive batches always see a full batch."""
+    steps = max(1, len(order) // batch_size)
+    for step in range(start, steps):
+        index = order[step * batch_size: (step + 1) * batch_size]
+        yield step, images[index], labels[index]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, n // batch_size)
+
+
+@torch.no_grad()
+def evaluate(model: ImageModel, eval_step: EvalStep, images: Tensor, labels: Tensor,
+             batch_size: int = 500) -> dict[str, float]:
+    """Average eval_step's scalars over a whole split, weighting by batch size."""
+    model.eval()
+    totals: dict[str, float] = {}
+    for start in range(0, len(images), batch_size):
+        x = model.prepare(images[start: start + batch_size], model.input_size())
+        y = labels[start: start + batch_size].to(x.device)
+        for key, value in eval_step(model, x, y).items():
+            totals[key] = totals.get(key, 0.0) + float(value) * len(x)
+    return {key: value / max(1, len(images)) for key, value in totals.items()}
+
+
+def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: Tensor,
+        test_images: Tensor, test_labels: Tensor, train_step: TrainStep, eval_step: EvalStep,
+        checkpoint_path: Path, resume: bool = False) -> TrainResult:
+    """Train model in place; write a checkpoint after every epoch; return the history."""
+    device = pick_device(config.device)
+    model.to(device, memory_format=torch.channels_last)
+    if device.type == "cuda":  # keep the whole dataset on the GPU: no host copies per batch
+        train_images, train_labels = train_images.to(device), train_labels.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    order_generator = torch.Generator().manual_seed(config.seed + 1)
+    n_steps = steps_per_epoch(len(train_labels), config.batch_size)
+    result = TrainResult()
+    epoch, start_step = 0, 0
+    epoch_generator_state = order_generator.get_state()
+    if resume and checkpoint_path.is_file():
+        state = read_checkpoint(checkpoint_path, "training checkpoint")
+        check_compatible(state, model, config, checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, start_step = state["epoch"], state["step"]
+        epoch_generator_state = state["epoch_generator_state"]
+        result.history, result.train_seconds = state["history"], state["train_seconds"]
+        torch.set_rng_state(state["torch_rng_state"])
+        if device.type == "cuda" and state.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng_state"])
+        print(f"resuming from {checkpoint_path}: epoch {epoch + 1}, step {start_step}")
+
+    def save(epoch: int, step: int, generator_state: Tensor) -> None:
+        save_atomic({
+            "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "training",
+            "experiment": config.experiment, "config": config.to_dict(),
+            "model_class": type(model).__name__, "hparams": model.hparams(),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "epoch": epoch, "step": step, "epoch_generator_state": generator_state,
+            "torch_rng_state": torch.get_rng_state(),
+            "cuda_rng_state": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            "history": result.history, "train_seconds": result.train_seconds,
+        }, checkpoint_path)
+
+    budget = config.time_budget * 60 if config.time_budget else None
+    with StopFlag() as stop:
+        while epoch < config.epochs:
+            order_generator.set_state(epoch_generator_state)
+            order = torch.randperm(len(train_labels), generator=order_generator)
+            order = order.to(train_images.device)
+            model.train()
+            sums: dict[str, float] = {}
+            seen = 0
+            started = time.perf_counter()
+            bar = tqdm(total=n_steps, initial=start_step, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       unit="step", leave=False, disable=None, dynamic_ncols=True)
+            for step, x, y in batches(train_images, train_labels, order, config.batch_size,
+                                      start_step):
+                progress = (epoch * n_steps + step) / (config.epochs * n_steps)
+                if budget:  # finish the schedule when the time budget runs out
+                    elapsed = result.train_seconds + time.perf_counter() - started
+                    progress = max(progress, elapsed / budget)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(config, progress)
+                x = model.prepare(x, model.input_size())
+                y = y.to(device, non_blocking=True)
+                logs = train_step(model, x, y)
+                optimizer.zero_grad(set_to_none=True)
+                logs["loss"].backward()
+                optimizer.step()
+                for key, value in logs.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach()) * len(x)
+                seen += len(x)
+                rate = seen / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(loss=f"{float(logs['loss'].detach()):.4f}", img_s=f"{rate:.0f}")
+                bar.update()
+                if stop.raised:
+                    result.train_seconds += time.perf_counter() - started
+                    save(epoch, step + 1, epoch_generator_state)
+                    bar.close()
+                    raise Interrupted(checkpoint_path)
+                if budget and progress >= 1.0:
+                    result.stopped_early = True
+                    break
+            bar.close()
+            seconds = time.perf_counter() - started
+            result.train_seconds += seconds
+            record = {"epoch": epoch + 1, "seconds": seconds,
+                      "images_per_second": seen / max(seconds, 1e-9)}
+            record.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
+            test = evaluate(model, eval_step, test_images, test_labels)
+            record.update({f"test_{k}": v for k, v in test.items()})
+            result.history.append(record)
+            print(f"epoch {epoch + 1}/{config.epochs}  train loss {record['train_loss']:.4f}  "
+                  f"test loss {record['test_loss']:.4f}  {seconds:.1f}s  "
+                  f"{record['images_per_second']:.0f} img/s", flush=True)
+            epoch, start_step = epoch + 1, 0
+            epoch_generator_state = order_generator.get_state()
+            save(epoch, 0, epoch_generator_state)
+            if result.stopped_early:
+                print(f"time budget of {config.time_budget} min reached after {epoch} epochs")
+                break
+    model.eval()
+    return result
+
+
+# Options that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = {"device", "resume", "out", "data_dir", "time_budget", "tsne_points"}
+
+
+def check_compatible(state: dict[str, Any], model: ImageModel, config: Config,
+                     path: Path) -> None:
+    if state.get("kind") != "training":
+        raise UserError(f"{path} is not a training checkpoint; cannot resume from it")
+    if (state.get("model_class") != type(model).__name__ or state.get("hparams") != model.hparams()
+            or state.get("experiment") != config.experiment):
+        raise UserError(
+            f"{path} is a checkpoint of another model ({state.get('experiment')} "
+            f"{state.get('model_class')} {state.get('hparams')}), not of this "
+            f"{config.experiment} {type(model).__name__} {model.hparams()}; "
+            "choose another --out folder or run without --resume to start over")
+    saved = state.get("config", {})
+    changed = sorted(k for k, v in config.to_dict().items()
+                     if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v)
+    if changed:
+        details = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {getattr(config, k)!r}"
+                            for k in changed)
+        raise UserError(f"cannot resume {path} with different settings ({details}); "
+                        "use the original settings or run without --resume")
