@@ -27,7 +27,8 @@ def add_config_options(parser: argparse.ArgumentParser, experiment: str) -> None
     for f in fields_for(experiment):
         default = f.default if f.default is not dataclasses.MISSING else None
         parser.add_argument(f"--{dashed(f.name)}", dest=f.name, default=argparse.SUPPRESS,
-                            metavar=f.name.upper(), help=f"{f.metadata['help']} (default: {default})")
+                            metavar=f.name.upper(),
+                            help=f"{f.metadata['help']} (default: {default})")
     parser.add_argument("--config", dest="config_file", metavar="FILE.toml",
                         help="read option values from a TOML file (command-line options win)")
     parser.add_argument("--resume", action="store_true",

@@ -244,7 +244,8 @@ def download(spec: OfficialDataset) -> dict[str, Path]:
             roots = ", ".join(str(r) for r in search_roots(None))
             raise UserError(
                 f"{spec.title} is not on this machine and could not be downloaded "
-                f"({errors[-1] if errors else 'no mirror'}). Put {', '.join(f for f, _ in spec.files)} "
+                f"({errors[-1] if errors else 'no mirror'}). "
+                f"Put {', '.join(f for f, _ in spec.files)} "
                 f"in {target} (or in a folder passed as --data-dir, or $LATENTLAB_DATA; "
                 f"searched: {roots})")
         if not check_integrity(str(path), md5):
@@ -280,8 +281,9 @@ def visible(name: str) -> bool:
 def decode_image(data: bytes, name: str) -> np.ndarray:
     """(H, W, C) uint8 with C = 1 or 3."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            image: Image.Image = opened
             if image.mode not in ("L", "RGB"):
                 image = image.convert("L" if image.mode in ("1", "LA", "I", "I;16", "F")
                                       else "RGB")
@@ -293,7 +295,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 
 
 def load_folder(path: Path, seed: int = 0) -> ImageData:
-    """Images laid out as <split>/<class>/<image> (or <class>/<image>, split by a seeded hold-out)."""
+    """Images laid out as <split>/<class>/<image>, or <class>/<image> split by a seeded hold-out."""
     names, read = folder_entries(path)
     names = sorted(n for n in names if visible(n))
     if not names:

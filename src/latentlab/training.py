@@ -119,7 +119,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
         checkpoint_path: Path, resume: bool = False) -> TrainResult:
     """Train model in place; write a checkpoint after every epoch; return the history."""
     device = pick_device(config.device)
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device).to(memory_format=torch.channels_last)
     if device.type == "cuda":  # keep the whole dataset on the GPU: no host copies per batch
         train_images, train_labels = train_images.to(device), train_labels.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,

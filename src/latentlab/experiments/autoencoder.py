@@ -43,6 +43,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     plot_image_rows([test[shown].float() / 255, reconstructions[shown]],
                     ["original", "reconstruction"],
                     config.run_dir / "autoencoder_reconstructions.png",
-                    f"Autoencoder reconstructions (test PSNR {metrics['reconstruction_psnr']:.1f} dB)")
+                    "Autoencoder reconstructions "
+                    f"(test PSNR {metrics['reconstruction_psnr']:.1f} dB)")
     return shared.finish(model, config, data, result, "autoencoder", metrics,
                          title="Autoencoder reconstruction loss (MSE)")

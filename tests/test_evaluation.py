@@ -1,0 +1,70 @@
+import math
+
+import pytest
+import torch
+
+from latentlab.evaluation import (
+    class_distances,
+    embedding_metrics,
+    knn_accuracy,
+    linear_probe_accuracy,
+    psnr,
+    reconstruction_metrics,
+)
+
+
+def clusters(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes on three orthogonal axes, with small noise: a known answer."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(3).repeat_interleave(n_per_class)
+    points = torch.eye(3)[labels] * 5 + 0.1 * torch.randn(len(labels), 3, generator=generator)
+    return points, labels
+
+
+def test_knn_and_probe_are_perfect_on_separated_clusters() -> None:
+    train, train_labels = clusters(30, 0)
+    test, test_labels = clusters(10, 1)
+    assert knn_accuracy(train, train_labels, test, test_labels) == 1.0
+    assert linear_probe_accuracy(train, train_labels, test, test_labels) == 1.0
+
+
+def test_knn_counts_wrong_labels() -> None:
+    train, train_labels = clusters(30, 0)
+    test, test_labels = clusters(10, 1)
+    test_labels[:5] = 2  # five class-0 points now carry a wrong label
+    assert knn_accuracy(train, train_labels, test, test_labels) == pytest.approx(25 / 30)
+
+
+def test_knn_uses_cosine_distance() -> None:
+    train = torch.tensor([[1.0, 0.0], [100.0, 1.0], [0.0, 1.0], [1.0, 100.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    # By Euclidean distance (1, 0) [class 0] and (0, 1) [class 1] are both far; by angle
+    # (100, 1) [class 0] is nearest.
+    query = torch.tensor([[50.0, 0.1]])
+    assert knn_accuracy(train, labels, query, torch.tensor([0]), k=1) == 1.0
+
+
+def test_class_distances_on_a_known_layout() -> None:
+    points = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    within, between = class_distances(points, labels)
+    assert within.tolist() == [5.0]
+    assert sorted(between.tolist()) == pytest.approx([1.0, math.sqrt(9 + 9)])
+
+
+def test_embedding_metrics_on_clusters() -> None:
+    train, train_labels = clusters(30, 0)
+    test, test_labels = clusters(10, 1)
+    metrics = embedding_metrics(train, train_labels, test, test_labels)
+    assert metrics["silhouette"] > 0.9
+    assert metrics["mean_between_class_distance"] == pytest.approx(5 * math.sqrt(2), rel=0.05)
+    assert metrics["mean_within_class_distance"] < 0.5
+
+
+def test_psnr_known_value() -> None:
+    target = torch.zeros(2, 1, 4, 4)
+    estimate = torch.full((2, 1, 4, 4), 0.1)  # MSE 0.01 -> 20 dB
+    assert psnr(estimate, target).tolist() == pytest.approx([20.0, 20.0])
+    metrics = reconstruction_metrics(estimate, target)
+    assert metrics["reconstruction_mse"] == pytest.approx(0.01)
+    assert metrics["reconstruction_psnr"] == pytest.approx(20.0)

@@ -1,0 +1,97 @@
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentlab.config import Config
+from latentlab.data import load_dataset
+from latentlab.errors import UserError
+from latentlab.experiments.autoencoder import build, reconstruction_step
+from latentlab.models import ConvAutoencoder
+from latentlab.training import Interrupted, fit, learning_rate
+
+
+def tiny_config(tmp_path: Path, **overrides: object) -> Config:
+    values = dict(dataset="digits", epochs=3, batch_size=64, out=str(tmp_path),
+                  encoder="mlp", latent_dim=8)
+    values.update(overrides)
+    return Config(**values).validate()  # type: ignore[arg-type]
+
+
+def train(config: Config, checkpoint: Path, resume: bool = False, stop_at_call: int | None = None,
+          ) -> torch.nn.Module:
+    data = load_dataset("digits").limit(256, 64)
+    model = build(config, data.image_shape)
+    calls = 0
+
+    def step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+        nonlocal calls
+        calls += 1
+        if calls == stop_at_call:  # as if the user pressed Ctrl-C or the job was killed
+            os.kill(os.getpid(), signal.SIGTERM)
+        # dropout makes the step depend on the global RNG, which resume must restore
+        noisy = torch.nn.functional.dropout(x, 0.2)
+        return {"loss": torch.nn.functional.mse_loss(model(noisy), x)}
+
+    fit(model, config, data.train_images, data.train_labels, data.test_images, data.test_labels,
+        step, reconstruction_step, checkpoint, resume=resume)
+    return model
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_resume_after_a_kill_mid_epoch_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    straight = train(config, tmp_path / "a.pth")
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "b.pth", stop_at_call=6)  # epoch 2 of 3, step 2 of 4
+    state = torch.load(tmp_path / "b.pth", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)
+    resumed = train(config, tmp_path / "b.pth", resume=True)
+    assert same_weights(straight, resumed)
+
+
+def test_a_different_run_gives_different_weights(tmp_path: Path) -> None:
+    first = train(tiny_config(tmp_path), tmp_path / "a.pth")
+    other = train(tiny_config(tmp_path, seed=1), tmp_path / "b.pth")
+    assert not same_weights(first, other)
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path) -> None:
+    train(tiny_config(tmp_path, epochs=1), tmp_path / "a.pth")
+    config = tiny_config(tmp_path, encoder="conv")
+    data = load_dataset("digits").limit(64, 16)
+    model = ConvAutoencoder(data.image_shape, latent_dim=8)
+    with pytest.raises(UserError, match="checkpoint of another model"):
+        fit(model, config, data.train_images, data.train_labels, data.test_images,
+            data.test_labels, reconstruction_step, reconstruction_step, tmp_path / "a.pth",
+            resume=True)
+
+
+def test_resume_refuses_changed_settings(tmp_path: Path) -> None:
+    train(tiny_config(tmp_path, epochs=1), tmp_path / "a.pth")
+    with pytest.raises(UserError, match="--learning-rate"):
+        train(tiny_config(tmp_path, epochs=1, learning_rate=0.1), tmp_path / "a.pth", resume=True)
+
+
+def test_loss_drops_within_twenty_steps(tmp_path: Path) -> None:
+    data = load_dataset("digits").limit(320, 64)
+    config = tiny_config(tmp_path, epochs=4, batch_size=64, warmup_epochs=0.0)
+    model = build(config, data.image_shape)
+    result = fit(model, config, data.train_images, data.train_labels, data.test_images,
+                 data.test_labels, reconstruction_step, reconstruction_step, tmp_path / "c.pth")
+    history = result.history
+    assert len(history) == 4
+    assert history[-1]["test_loss"] < 0.7 * history[0]["test_loss"]
+
+
+def test_learning_rate_warms_up_then_decays_to_zero() -> None:
+    config = Config(epochs=10, warmup_epochs=1, learning_rate=1.0)
+    assert learning_rate(config, 0.0) <= 0.011
+    assert learning_rate(config, 0.1) == pytest.approx(1.0, abs=0.02)
+    assert learning_rate(config, 0.55) == pytest.approx(0.5, abs=0.01)
+    assert learning_rate(config, 1.0) == pytest.approx(0.0, abs=1e-9)
