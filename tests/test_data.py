@@ -5,6 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from latentlab import data
+from latentlab.data import OFFICIAL, load_dataset
+from latentlab.errors import UserError
+
 from datafiles import (
     cifar_batch,
     png_bytes,
@@ -14,9 +18,6 @@ from datafiles import (
     write_mnist,
     zip_folder,
 )
-from latentlab import data
-from latentlab.data import OFFICIAL, load_dataset
-from latentlab.errors import UserError
 
 
 def test_cifar_pickle_batches_are_read_in_channel_order(tmp_path: Path) -> None:
