@@ -68,7 +68,9 @@ class ImageModel(nn.Module):
             images = images.float() / 255
         elif images.is_floating_point():
             images = images.float()
-            if images.numel() and (images.min() < -0.01 or images.max() > 1.01):
+            if not torch.isfinite(images).all():
+                raise UserError("images contain NaN or infinite values")
+            if images.min() < -0.01 or images.max() > 1.01:
                 raise UserError("float images must lie in [0, 1]; divide 0..255 pixels by 255")
             images = images.clamp(0, 1)
         else:
