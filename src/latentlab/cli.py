@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from latentlab import distributed
 from latentlab.config import Config, coerce, dashed, fields_for, from_toml
 from latentlab.errors import UserError
 from latentlab.training import Interrupted
@@ -99,3 +100,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("latentlab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.cleanup()

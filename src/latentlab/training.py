@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from latentlab import distributed
 from latentlab.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_atomic
 from latentlab.config import Config
 from latentlab.errors import UserError
@@ -117,11 +118,20 @@ def evaluate(model: ImageModel, eval_step: EvalStep, images: Tensor, labels: Ten
 def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: Tensor,
         test_images: Tensor, test_labels: Tensor, train_step: TrainStep, eval_step: EvalStep,
         checkpoint_path: Path, resume: bool = False) -> TrainResult:
-    """Train model in place; write a checkpoint after every epoch; return the history."""
-    device = pick_device(config.device)
+    """Train model in place; write a checkpoint after every epoch; return the history.
+
+    Under torchrun every process runs this; process 0 alone writes and reports."""
+    device = distributed.setup(config.device)
+    distributed.check_batch_size(config.batch_size)
+    main = distributed.is_main()
     model.to(device).to(memory_format=torch.channels_last)
     if device.type == "cuda":  # keep the whole dataset on the GPU: no host copies per batch
         train_images, train_labels = train_images.to(device), train_labels.to(device)
+    runner = distributed.wrap(model, train_step, device)
+    if config.compile == "on":
+        runner = torch.compile(runner)
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"
+                                          and torch.cuda.is_bf16_supported())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     order_generator = torch.Generator().manual_seed(config.seed + 1)
@@ -129,6 +139,8 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
     result = TrainResult()
     epoch, start_step = 0, 0
     epoch_generator_state = order_generator.get_state()
+    # Logged sums of the steps already done in an interrupted epoch (over all processes).
+    partial: dict[str, Any] = {"sums": {}, "seen": 0, "seconds": 0.0}
     if resume and checkpoint_path.is_file():
         state = read_checkpoint(checkpoint_path, "training checkpoint")
         check_compatible(state, model, config, checkpoint_path)
@@ -137,12 +149,17 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
         epoch, start_step = state["epoch"], state["step"]
         epoch_generator_state = state["epoch_generator_state"]
         result.history, result.train_seconds = state["history"], state["train_seconds"]
+        if main:
+            partial = state["partial_epoch"]
         torch.set_rng_state(state["torch_rng_state"])
         if device.type == "cuda" and state.get("cuda_rng_state") is not None:
             torch.cuda.set_rng_state(state["cuda_rng_state"])
-        print(f"resuming from {checkpoint_path}: epoch {epoch + 1}, step {start_step}")
+        if main:
+            print(f"resuming from {checkpoint_path}: epoch {epoch + 1}, step {start_step}")
 
-    def save(epoch: int, step: int, generator_state: Tensor) -> None:
+    def save(epoch: int, step: int, generator_state: Tensor, partial: dict[str, Any]) -> None:
+        if not main:
+            return
         save_atomic({
             "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "training",
             "experiment": config.experiment, "config": config.to_dict(),
@@ -152,6 +169,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             "torch_rng_state": torch.get_rng_state(),
             "cuda_rng_state": torch.cuda.get_rng_state() if device.type == "cuda" else None,
             "history": result.history, "train_seconds": result.train_seconds,
+            "partial_epoch": partial,
         }, checkpoint_path)
 
     budget = config.time_budget * 60 if config.time_budget else None
@@ -161,34 +179,41 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             order = torch.randperm(len(train_labels), generator=order_generator)
             order = order.to(train_images.device)
             model.train()
-            sums: dict[str, float] = {}
-            seen = 0
-            started = time.perf_counter()
+            sums: dict[str, float] = dict(partial["sums"])
+            seen: int = partial["seen"]
+            started = time.perf_counter() - partial["seconds"]
+            result.train_seconds -= partial["seconds"]  # counted again below, with the rest
             bar = tqdm(total=n_steps, initial=start_step, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       unit="step", leave=False, disable=None, dynamic_ncols=True)
+                       unit="step", leave=False, disable=None if main else True,
+                       dynamic_ncols=True)
             for step, x, y in batches(train_images, train_labels, order, config.batch_size,
                                       start_step):
                 progress = (epoch * n_steps + step) / (config.epochs * n_steps)
                 if budget:  # finish the schedule when the time budget runs out
                     elapsed = result.train_seconds + time.perf_counter() - started
-                    progress = max(progress, elapsed / budget)
+                    # every process must follow the same schedule
+                    [progress] = distributed.max_over_processes([max(progress, elapsed / budget)],
+                                                                device)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(config, progress)
-                x = model.prepare(x, model.input_size())
-                y = y.to(device, non_blocking=True)
-                logs = train_step(model, x, y)
+                x = model.prepare(distributed.shard(x), model.input_size())
+                y = distributed.shard(y).to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    logs = runner(x, y)
                 optimizer.zero_grad(set_to_none=True)
                 logs["loss"].backward()
                 optimizer.step()
                 for key, value in logs.items():
                     sums[key] = sums.get(key, 0.0) + float(value.detach()) * len(x)
                 seen += len(x)
-                rate = seen / max(time.perf_counter() - started, 1e-9)
+                rate = seen * distributed.world_size() / max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix(loss=f"{float(logs['loss'].detach()):.4f}", img_s=f"{rate:.0f}")
                 bar.update()
-                if stop.raised:
-                    result.train_seconds += time.perf_counter() - started
-                    save(epoch, step + 1, epoch_generator_state)
+                if distributed.max_over_processes([float(stop.raised)], device)[0]:
+                    seconds = time.perf_counter() - started
+                    result.train_seconds += seconds
+                    save(epoch, step + 1, epoch_generator_state,
+                         totals_over_processes(sums, seen, seconds, device))
                     bar.close()
                     raise Interrupted(checkpoint_path)
                 if budget and progress >= 1.0:
@@ -197,27 +222,43 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             bar.close()
             seconds = time.perf_counter() - started
             result.train_seconds += seconds
+            totals = totals_over_processes(sums, seen, seconds, device)
+            partial = {"sums": {}, "seen": 0, "seconds": 0.0}
             record = {"epoch": epoch + 1, "seconds": seconds,
-                      "images_per_second": seen / max(seconds, 1e-9)}
-            record.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
+                      "images_per_second": totals["seen"] / max(seconds, 1e-9)}
+            record.update({f"train_{k}": v / max(totals["seen"], 1)
+                           for k, v in totals["sums"].items()})
             test = evaluate(model, eval_step, test_images, test_labels)
             record.update({f"test_{k}": v for k, v in test.items()})
             result.history.append(record)
-            print(f"epoch {epoch + 1}/{config.epochs}  train loss {record['train_loss']:.4f}  "
-                  f"test loss {record['test_loss']:.4f}  {seconds:.1f}s  "
-                  f"{record['images_per_second']:.0f} img/s", flush=True)
+            if main:
+                print(f"epoch {epoch + 1}/{config.epochs}  "
+                      f"train loss {record.get('train_loss', float('nan')):.4f}  "
+                      f"test loss {record['test_loss']:.4f}  {seconds:.1f}s  "
+                      f"{record['images_per_second']:.0f} img/s", flush=True)
             epoch, start_step = epoch + 1, 0
             epoch_generator_state = order_generator.get_state()
-            save(epoch, 0, epoch_generator_state)
+            save(epoch, 0, epoch_generator_state, partial)
             if result.stopped_early:
-                print(f"time budget of {config.time_budget} min reached after {epoch} epochs")
+                if main:
+                    print(f"time budget of {config.time_budget} min reached after {epoch} epochs")
                 break
     model.eval()
     return result
 
 
+def totals_over_processes(sums: dict[str, float], seen: int, seconds: float,
+                          device: torch.device) -> dict[str, Any]:
+    """Logged sums and image count added up over all processes (every one logs the same keys)."""
+    keys = sorted(sums)
+    *values, seen_everywhere = distributed.sum_over_processes(
+        [sums[k] for k in keys] + [float(seen)], device)
+    return {"sums": dict(zip(keys, values)), "seen": int(seen_everywhere), "seconds": seconds}
+
+
 # Options that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = {"device", "resume", "out", "data_dir", "time_budget", "tsne_points"}
+RESUMABLE_CHANGES = {"device", "resume", "out", "data_dir", "time_budget", "tsne_points",
+                     "precision", "compile"}
 
 
 def check_compatible(state: dict[str, Any], model: ImageModel, config: Config,
