@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"latentlab: {stop}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("latentlab: interrupted", file=sys.stderr)
+        print("latentlab: interrupted at once; the last checkpoint (saved after every epoch) "
+              "is kept, and --resume continues from it", file=sys.stderr)
         return 130
     finally:
         distributed.cleanup()
