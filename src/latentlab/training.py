@@ -150,7 +150,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
         epoch_generator_state = state["epoch_generator_state"]
         result.history, result.train_seconds = state["history"], state["train_seconds"]
         if main:
-            partial = state["partial_epoch"]
+            partial = state.get("partial_epoch", partial)
         torch.set_rng_state(state["torch_rng_state"])
         if device.type == "cuda" and state.get("cuda_rng_state") is not None:
             torch.cuda.set_rng_state(state["cuda_rng_state"])
