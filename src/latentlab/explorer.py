@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,26 +30,29 @@ MAP_RESOLUTION = 10_000  # map coordinates are stored as integers 0..MAP_RESOLUT
 
 
 @torch.no_grad()
-def nearest_neighbours(embeddings: np.ndarray | torch.Tensor, k: int = NEIGHBOURS,
-                       chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(embeddings: np.ndarray | torch.Tensor, k: int = NEIGHBOURS
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest other rows of each row by Euclidean distance.
 
     embeddings: (N, D) -> (indices (N, k) int64, distances (N, k) float32), nearest first,
-    a row never its own neighbour; k is cut to N - 1. Ties go to the lower index."""
+    a row never its own neighbour; k is cut to N - 1. Equal distances are listed in index
+    order."""
     x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float64)
     n = len(x)
     k = min(k, n - 1)
     if k < 1:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
+    chunk = max(1, 2**24 // n)  # rows per block: at most 128 MB of float64 distances
     indices, distances = [], []
     for start in range(0, n, chunk):
         block = torch.cdist(x[start: start + chunk], x)  # (B, N)
         rows = torch.arange(len(block))
         block[rows, rows + start] = math.inf  # never yourself
-        # stable sort: equal distances keep index order, so results are deterministic
-        order = torch.sort(block, dim=1, stable=True).indices[:, :k]
-        indices.append(order)
-        distances.append(block.gather(1, order))
+        values, order = torch.topk(block, k, dim=1, largest=False)
+        order, by_index = order.sort(dim=1)  # index order first, then a stable sort by
+        values, by_distance = values.gather(1, by_index).sort(dim=1, stable=True)  # distance
+        indices.append(order.gather(1, by_distance))
+        distances.append(values)
     return torch.cat(indices).numpy(), torch.cat(distances).float().numpy()
 
 
@@ -175,7 +179,7 @@ def explorer_data(runs: list[tuple[str, Path, dict[str, Any]]], k: int = NEIGHBO
         assert test is not None
         galleries.append(sprite_sheet(test.images[torch.tensor(order)]))
         tiles[key] = (len(galleries) - 1, {i: t for t, i in enumerate(order)})
-    for name, config, embeddings, labels, points, index, key, class_names in pending:
+    for name, config, embeddings, labels, points, index, test_set, class_names in pending:
         n_classes = int(labels.max()) + 1 if len(labels) else 0
         names = class_names or [str(i) for i in range(n_classes)]
         # neighbours among the mapped points, measured in the full embedding space
@@ -183,6 +187,7 @@ def explorer_data(runs: list[tuple[str, Path, dict[str, Any]]], k: int = NEIGHBO
         x, y = quantise(points)
         model: dict[str, Any] = {
             "name": name, "dataset": str(config.get("dataset", "")),
+            "testSet": json.dumps(dataset_key(config)),  # equal: same test images
             "dim": int(embeddings.shape[1]), "testCount": int(len(labels)),
             "classNames": names, "colours": class_colours_hex(len(names)),
             "x": x, "y": y, "label": labels[index].tolist(), "testIndex": index.tolist(),
@@ -191,8 +196,8 @@ def explorer_data(runs: list[tuple[str, Path, dict[str, Any]]], k: int = NEIGHBO
             "distances": [float(f"{d:.4g}") for d in neighbour_distance.reshape(-1)],
             "gallery": None, "tile": None,
         }
-        if key is not None:
-            gallery, tile_of = tiles[key]
+        if test_set is not None:
+            gallery, tile_of = tiles[test_set]
             model["gallery"] = gallery
             model["tile"] = [tile_of[i] for i in index.tolist()]
         models.append(model)

@@ -42,7 +42,7 @@ def read_image_files(path: Path) -> Images:
     folders = [Path(n).parent.name for n in names]
     class_names = sorted({f for f in folders if f}) if all(folders) else []
     labels = np.array([class_names.index(f) if class_names else -1 for f in folders], np.int64)
-    images = [torch.from_numpy(decode_image(read(n), f"{path}: {n}")).permute(2, 0, 1)
+    images = [torch.from_numpy(np.array(decode_image(read(n), f"{path}: {n}"))).permute(2, 0, 1)
               for n in names]
     return Images(images, labels, class_names, names)
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -127,7 +127,7 @@ def better(name: str) -> int:
     return 0
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))
 
@@ -150,7 +150,8 @@ def noise_note(first: Run, second: Run, metric: str) -> str:
     if abs(p - q) <= noise:
         return (f" On {n:,} test images that gap is within the noise (about ±{100 * noise:.1f} "
                 "points), so treat them as tied.")
-    return f" That gap is larger than the noise of {n:,} test images (about ±{100 * noise:.1f} points)."
+    return (f" That gap is larger than the noise of {n:,} test images "
+            f"(about ±{100 * noise:.1f} points).")
 
 
 def read_embeddings(runs: list[Run]) -> list[str]:

@@ -260,7 +260,7 @@
       item.title = `test image ${m.testIndex[q]}`;
       item.appendChild(thumbnailCanvas(m, q, 64));
       const label = document.createElement("div");
-      label.textContent = `${className(m, q)} · d=${m.distances[p * m.k + j]}`;
+      label.textContent = `${className(m, q)} · ${m.distances[p * m.k + j].toPrecision(2)}`;
       item.appendChild(label);
       item.addEventListener("click", () => select(q));
       list.appendChild(item);
@@ -278,7 +278,9 @@
   // ---------------------------------------------------------------- models
 
   function setModel(index) {
-    const previous = state.selected >= 0 ? model().testIndex[state.selected] : null;
+    // a selection carries over when the other model was tested on the same images
+    const before = model();
+    const previous = state.selected >= 0 ? before.testIndex[state.selected] : null;
     state.model = index;
     chooser.value = String(index);
     const m = model();
@@ -307,7 +309,8 @@
       legend.appendChild(entry);
     });
     drawPoints();
-    const kept = previous === null ? undefined : state.positionOf.get(previous);
+    const kept = previous === null || before.testSet !== m.testSet ? undefined
+      : state.positionOf.get(previous);
     select(kept === undefined ? -1 : kept);
   }
 
@@ -390,6 +393,7 @@
 
   window.latentlabExplorer = {
     ready: spritesReady,
+    sprites: () => sprites.map((s) => s.complete && s.naturalWidth > 0),
     models: () => data.models.map((m) => m.name),
     setModel, select,
     state: () => ({ model: state.model, hovered: state.hovered, selected: state.selected,
