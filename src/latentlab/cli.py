@@ -29,6 +29,10 @@ def add_config_options(parser: argparse.ArgumentParser, experiment: str) -> None
     """One --option per Config field the experiment uses; absent options stay unset."""
     for f in fields_for(experiment):
         default = f.default if f.default is not dataclasses.MISSING else None
+        if f.type == "bool":  # a flag: --name sets it
+            parser.add_argument(f"--{dashed(f.name)}", dest=f.name, action="store_true",
+                                default=argparse.SUPPRESS, help=f.metadata["help"])
+            continue
         parser.add_argument(f"--{dashed(f.name)}", dest=f.name, default=argparse.SUPPRESS,
                             metavar=f.name.upper(),
                             help=f"{f.metadata['help']} (default: {default})")
