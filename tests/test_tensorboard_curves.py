@@ -1,13 +1,16 @@
-import json
 from pathlib import Path
 
 import pytest
 
 from latentlab import tensorboard_curves
-from latentlab.cli import main
-from latentlab.config import coerce
+from latentlab.cli import build_parser, resolve_config
+from latentlab.config import Config, coerce
+from latentlab.data import load_dataset
 from latentlab.errors import UserError
+from latentlab.experiments import shared
+from latentlab.models import MLPAutoencoder
 from latentlab.tensorboard_curves import scalar_tags, write_curves
+from latentlab.training import TrainResult
 
 HISTORY = [{"epoch": 1, "seconds": 2.0, "train_loss": 0.5, "test_loss": 0.75,
             "train_knn_accuracy": 0.25},
@@ -44,21 +47,29 @@ def test_event_files_read_back_as_the_history(tmp_path: Path) -> None:
     assert [(e.step, e.value) for e in events.Scalars("loss/test")] == [(1, 0.75)]
 
 
-def test_train_with_tensorboard_writes_events_or_says_why_not(
+def test_the_tensorboard_flag_reaches_the_config_and_finish_writes_events(
+        tmp_path: Path) -> None:
+    args = build_parser().parse_args(["train", "autoencoder", "--dataset", "digits",
+                                      "--tensorboard", "--out", str(tmp_path)])
+    config = resolve_config(args, "autoencoder")
+    assert config.tensorboard is True
+    assert resolve_config(build_parser().parse_args(["train", "autoencoder"]),
+                          "autoencoder").tensorboard is False
+    data = load_dataset("digits").limit(20, 10)
+    model = MLPAutoencoder(data.image_shape, latent_dim=2)
+    shared.start_run(config)
+    shared.finish(model, config, data, TrainResult(HISTORY, 1.0), "autoencoder", {})
+    events = list((config.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == (1 if tensorboard_curves.available() else 0)
+
+
+def test_without_tensorboard_a_run_says_so_once_and_writes_no_events(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    has_tensorboard = tensorboard_curves.available()
-    args = ["train", "autoencoder", "--dataset", "digits", "--epochs", "1", "--train-limit",
-            "100", "--test-limit", "30", "--tsne-points", "30", "--tensorboard"]
-    assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    run_dir = tmp_path / "a" / "autoencoder"
-    assert json.loads((run_dir / "config.json").read_text())["config"]["tensorboard"] is True
-    events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert len(events) == (1 if has_tensorboard else 0)
-    # without the package: one clear message, and training still finishes
     monkeypatch.setattr(tensorboard_curves, "available", lambda: False)
-    capsys.readouterr()
-    assert main([*args, "--out", str(tmp_path / "b")]) == 0
-    assert capsys.readouterr().err.count("--tensorboard needs the tensorboard package") == 1
-    assert (tmp_path / "b" / "autoencoder" / "history.json").is_file()
-    assert not (tmp_path / "b" / "autoencoder" / "tensorboard").exists()
+    shared.start_run(Config(tensorboard=True, out=str(tmp_path)))
+    assert capsys.readouterr().err == tensorboard_curves.MISSING + "\n"
+    assert write_curves(HISTORY, tmp_path / "tb") is None
+    assert not (tmp_path / "tb").exists()
+    shared.start_run(Config(tensorboard=False, out=str(tmp_path)))
+    assert capsys.readouterr().err == ""
