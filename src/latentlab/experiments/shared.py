@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 import latentlab
-from latentlab import distributed
-from latentlab import tensorboard_curves
+from latentlab import distributed, tensorboard_curves
 from latentlab.checkpoint import model_record, save_atomic, write_json_atomic
 from latentlab.config import Config
 from latentlab.data import ImageData, load_dataset
