@@ -128,3 +128,12 @@ def test_dataset_key_separates_different_test_sets() -> None:
         {"dataset": "digits", "seed": 0, "latent_dim": 3})
     assert dataset_key({"dataset": "digits", "test_limit": 10}) != dataset_key(
         {"dataset": "digits"})
+
+
+def test_explorer_data_of_a_diverged_model_is_still_valid_json(tmp_path: Path) -> None:
+    embeddings = np.array([[np.nan, 1.0], [0.0, np.inf], [1.0, 1.0]])
+    write_run(tmp_path / "nan", {"dataset": "folder:/nowhere"}, embeddings,
+              np.array([0, 1, 1]), np.array([0, 1, 2]))
+    data = explorer_data([("nan", tmp_path / "nan", {"dataset": "folder:/nowhere"})])
+    assert data is not None
+    json.dumps(data, allow_nan=False)  # raises on NaN or infinity

@@ -154,3 +154,11 @@ def test_report_command(digits_results: Path, tmp_path: Path,
     assert f"report written to {results / 'report.html'}" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "latentlab: error: results folder" in capsys.readouterr().err
+
+
+def test_script_json_cannot_close_its_script_element() -> None:
+    from latentlab.report import script_json
+
+    text = script_json({"name": "</script><script>alert(1)</script>"})
+    assert "</" not in text and json.loads(text) == {
+        "name": "</script><script>alert(1)</script>"}

@@ -152,10 +152,13 @@ def explorer_data(runs: list[tuple[str, Path, dict[str, Any]]], k: int = NEIGHBO
         if not path.is_file():
             continue
         with np.load(path) as saved:
-            embeddings = saved["embeddings"]
+            # a diverged model's NaNs must not break the page's JSON
+            embeddings = np.nan_to_num(saved["embeddings"].astype(np.float64), nan=0.0,
+                                       posinf=0.0, neginf=0.0)
             labels = saved["labels"].astype(np.int64)
             if "tsne" in saved and "tsne_index" in saved:
-                points, index = saved["tsne"], saved["tsne_index"].astype(np.int64)
+                points = np.nan_to_num(saved["tsne"].astype(np.float64))
+                index = saved["tsne_index"].astype(np.int64)
             else:
                 points, index = np.zeros((0, 2)), np.zeros(0, np.int64)
         if len(index) == 0:
