@@ -37,3 +37,22 @@ def http_mirror(tmp_path: Path):
     yield root, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def digits_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder as a digits run leaves it: two embedding models (on different test
+    subsets), two separation models and a comparison table. Built once; copy before writing."""
+    import json
+
+    from resultfiles import embedding_run, separation_run
+
+    out = tmp_path_factory.mktemp("results")
+    embedding_run(out, "autoencoder", latent_dim=32, seed=0)
+    embedding_run(out, "supcon", latent_dim=8, seed=1, test_limit=200)
+    separation_run(out, "unet", psnr=21.5)
+    separation_run(out, "vae", psnr=19.0)
+    (out / "comparison.json").write_text(json.dumps(
+        [{"model": "autoencoder", "knn_accuracy": 0.9}, {"model": "supcon",
+                                                          "knn_accuracy": 0.95}]))
+    return out

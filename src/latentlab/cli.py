@@ -20,6 +20,8 @@ examples:
   latentlab datasets
   latentlab train autoencoder --dataset digits --epochs 2
   latentlab train autoencoder --dataset folder:cifar10-jpeg.zip --epochs 10
+  latentlab report results
+  latentlab embed results/autoencoder/autoencoder_model.pth digits --out embeddings
 """
 
 
@@ -27,6 +29,10 @@ def add_config_options(parser: argparse.ArgumentParser, experiment: str) -> None
     """One --option per Config field the experiment uses; absent options stay unset."""
     for f in fields_for(experiment):
         default = f.default if f.default is not dataclasses.MISSING else None
+        if f.type == "bool":  # a flag: --name sets it
+            parser.add_argument(f"--{dashed(f.name)}", dest=f.name, action="store_true",
+                                default=argparse.SUPPRESS, help=f.metadata["help"])
+            continue
         parser.add_argument(f"--{dashed(f.name)}", dest=f.name, default=argparse.SUPPRESS,
                             metavar=f.name.upper(),
                             help=f"{f.metadata['help']} (default: {default})")
@@ -50,6 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
     experiments = train.add_subparsers(dest="experiment", metavar="MODEL", required=True)
     for name in EXPERIMENTS:
         add_config_options(experiments.add_parser(name, help=f"train the {name} model"), name)
+
+    report = commands.add_parser("report", help="write RESULTS_DIR/report.html: metrics, "
+                                 "figures and an embedding explorer in one offline page")
+    report.add_argument("results_dir", metavar="RESULTS_DIR",
+                        help="the --out folder of one or more training runs")
+
+    embed = commands.add_parser("embed", help="embed images with a trained model; write .npy "
+                                "files and TensorBoard Embedding Projector TSVs")
+    embed.add_argument("checkpoint", metavar="CHECKPOINT", help="a <name>_model.pth file")
+    embed.add_argument("source", metavar="IMAGES_OR_DATASET",
+                       help="an image, a folder or .zip of images (classes from sub-folder "
+                       "names), or a dataset name: digits, mnist, cifar10, folder:PATH ...")
+    embed.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    embed.add_argument("--split", default="test", metavar="SPLIT",
+                       help="for a dataset: test, train or all (default: test)")
+    embed.add_argument("--limit", type=int, metavar="N", help="embed only the first N images")
+    embed.add_argument("--data-dir", help="directory searched first for dataset files")
+    embed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     return parser
 
 
@@ -83,7 +107,27 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"datasets": command_datasets, "train": command_train}
+def command_report(args: argparse.Namespace) -> int:
+    from latentlab.report import write_report
+
+    path = write_report(args.results_dir)
+    print(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
+    return 0
+
+
+def command_embed(args: argparse.Namespace) -> int:
+    from latentlab.export import export_embeddings
+
+    written = export_embeddings(args.checkpoint, args.source, args.out, split=args.split,
+                                limit=args.limit, data_dir=args.data_dir, device=args.device)
+    for what, path in written.items():
+        print(f"{what:<11} {path}")
+    print("load vectors.tsv and metadata.tsv at projector.tensorflow.org to explore them")
+    return 0
+
+
+COMMANDS = {"datasets": command_datasets, "train": command_train, "report": command_report,
+            "embed": command_embed}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

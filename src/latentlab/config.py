@@ -62,6 +62,8 @@ class Config:
     protocol: str = option("full", "assignment (1,000 images, 45,000 pairs) or full",
                            used_by=("separator",), choices=("assignment", "full"))
     out: str = option("results", "folder that results are written under")
+    tensorboard: bool = option(False, "also write training curves as TensorBoard event files "
+                               "(needs pip install 'latentlab[tensorboard]')")
 
     def validate(self) -> Config:
         """Check every value before any work starts; raise UserError naming the bad one."""
@@ -142,6 +144,12 @@ def coerce(name: str, value: Any) -> Any:
         if "None" in kind:
             return None
         raise UserError(f"--{dashed(name)} needs a value")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise UserError(f"--{dashed(name)} must be true or false, not {value!r}")
     try:
         if kind.startswith("int"):
             if isinstance(value, float) or isinstance(value, bool):

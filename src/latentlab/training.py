@@ -258,7 +258,7 @@ def totals_over_processes(sums: dict[str, float], seen: int, seconds: float,
 
 # Options that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = {"device", "resume", "out", "data_dir", "time_budget", "tsne_points",
-                     "precision", "compile"}
+                     "precision", "compile", "tensorboard"}
 
 
 def check_compatible(state: dict[str, Any], model: ImageModel, config: Config,

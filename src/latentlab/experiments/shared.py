@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import latentlab
-from latentlab import distributed
+from latentlab import distributed, tensorboard_curves
 from latentlab.checkpoint import model_record, save_atomic, write_json_atomic
 from latentlab.config import Config
 from latentlab.data import ImageData, load_dataset
@@ -46,6 +46,8 @@ def start_run(config: Config) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic({"config": config.to_dict(), "code_version": code_version()},
                       run_dir / "config.json")
+    if config.tensorboard:
+        tensorboard_curves.warn_if_unavailable()
     return run_dir
 
 
@@ -110,4 +112,6 @@ def finish(model: ImageModel, config: Config, data: ImageData, result: TrainResu
                              metrics=metrics), run_dir / f"{name}_model.pth")
     write_json_atomic(metrics, run_dir / "metrics.json")
     write_json_atomic(result.history, run_dir / "history.json")
+    if config.tensorboard:
+        tensorboard_curves.write_curves(result.history, run_dir / "tensorboard")
     return metrics

@@ -1,0 +1,164 @@
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from latentlab.cli import main
+from latentlab.errors import UserError
+from latentlab.report import (
+    Run,
+    better,
+    config_table,
+    find_runs,
+    generic_table,
+    metrics_table,
+    reading,
+    write_report,
+)
+
+
+def run(name: str, test_count: int | None = 1000, num_classes: int | None = 10,
+        **metrics: object) -> Run:
+    return Run(name=name, folder=Path(name), metrics=dict(metrics), test_count=test_count,
+               num_classes=num_classes)
+
+
+def test_reading_names_the_best_model_and_the_gap() -> None:
+    lines = reading([
+        run("autoencoder", knn_accuracy=0.90, linear_probe_accuracy=0.85, silhouette=0.10),
+        run("supcon", knn_accuracy=0.97, linear_probe_accuracy=0.96, silhouette=0.45),
+        run("vae", knn_accuracy=0.80, linear_probe_accuracy=0.88, silhouette=0.05),
+    ])
+    assert lines == [
+        "supcon separates the classes best: its kNN accuracy is 97.0%, 7.0 percentage points "
+        "ahead of autoencoder (90.0%); last is vae (80.0%). That gap is larger than the noise "
+        "of 1,000 test images (about ±2.2 points). Guessing would be right 10.0% of the time.",
+        "The linear probe (a linear classifier on the frozen embeddings) agrees: supcon 96.0%, "
+        "vae 88.0%.",
+        "Class clusters are tightest and furthest apart in supcon (silhouette 0.45; 1 means "
+        "tight, well-separated classes; 0 means they overlap).",
+    ]
+
+
+def test_reading_calls_a_small_gap_a_tie_and_notes_a_disagreeing_probe() -> None:
+    lines = reading([run("a", test_count=100, knn_accuracy=0.91, linear_probe_accuracy=0.80),
+                     run("b", test_count=100, knn_accuracy=0.90, linear_probe_accuracy=0.85)])
+    assert "within the noise (about ±8.3 points), so treat them as tied" in lines[0]
+    assert lines[1].startswith("The linear probe (a linear classifier on the frozen "
+                               "embeddings) disagrees: b 85.0%, a 80.0%.")
+
+
+def test_reading_of_one_model_with_reconstructions_pixels_and_time_budget() -> None:
+    lines = reading([run("autoencoder", knn_accuracy=0.9, linear_probe_accuracy=0.95,
+                         raw_pixel_knn_accuracy=0.93, reconstruction_psnr=24.25,
+                         stopped_by_time_budget=True, epochs=3)])
+    assert lines == [
+        "autoencoder puts 90.0% of test images in the right class by a vote of their 20 "
+        "nearest training images (kNN accuracy), and a linear classifier on its embeddings "
+        "gets 95.0%. Guessing would be right 10.0% of the time.",
+        "kNN on raw pixels gets 93.0%; no embedding beats that baseline.",
+        "autoencoder reconstructs test images at 24.2 dB PSNR (each 3 dB more halves the "
+        "squared error).",
+        "autoencoder was stopped by its time budget after 3 epochs; longer training may "
+        "improve it.",
+    ]
+
+
+def test_reading_of_models_without_embeddings_uses_their_first_comparable_metric() -> None:
+    lines = reading([run("separation/unet", separation_mse=0.01, separation_psnr=20.0),
+                     run("separation/vae", separation_mse=0.02, separation_psnr=17.0)])
+    assert lines == ["separation/unet scores best on separation mse: 0.01 against 0.02 for "
+                     "separation/vae (lower is better)."]
+    assert reading([]) == ["No results yet."]
+    assert reading([run("x", epochs=2)]) == ["The runs report no metric that can be compared."]
+
+
+@pytest.mark.parametrize("name, direction", [
+    ("knn_accuracy", 1), ("separation_psnr", 1), ("reconstruction_mse", -1), ("test_loss", -1),
+    ("train_seconds", 0), ("mean_within_class_distance", 0), ("num_parameters", 0),
+])
+def test_metric_direction(name: str, direction: int) -> None:
+    assert better(name) == direction
+
+
+def test_metrics_table_bolds_the_best_value_of_comparable_rows() -> None:
+    table = metrics_table([run("a", knn_accuracy=0.5, reconstruction_mse=0.2, epochs=3),
+                           run("b", knn_accuracy=0.75, reconstruction_mse=0.1)])
+    rows = dict(re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", table))
+    assert rows["knn accuracy ↑"] == '<td>0.5</td><td class="best">0.75</td>'
+    assert rows["reconstruction mse ↓"] == '<td>0.2</td><td class="best">0.1</td>'
+    assert rows["epochs"] == "<td>3</td><td>—</td>"
+
+
+def test_config_table_marks_options_that_differ() -> None:
+    a, b = run("a"), run("b")
+    a.config, b.config = {"epochs": 2, "seed": 0}, {"epochs": 5, "seed": 0}
+    table = config_table([a, b])
+    assert '<tr class="differs"><th>epochs</th><td>2</td><td>5</td></tr>' in table
+    assert "<tr><th>seed</th><td>0</td><td>0</td></tr>" in table
+
+
+@pytest.mark.parametrize("contents, expected", [
+    ([{"model": "a", "acc": 0.5}, {"model": "b"}], "<td>a</td><td>0.5</td>"),
+    ({"a": {"acc": 0.5}, "b": {"acc": 0.25}}, "<tr><th>b</th><td>0.25</td></tr>"),
+    ({"acc": 0.5, "name": "x"}, "<tr><th>acc</th><td>0.5</td></tr>"),
+    ([1, 2], "<pre>[\n  1,\n  2\n]</pre>"),
+])
+def test_any_comparison_json_becomes_a_table(contents: object, expected: str) -> None:
+    assert expected in generic_table(contents)
+
+
+def test_report_of_a_results_folder_holds_everything_offline(digits_results: Path,
+                                                             tmp_path: Path) -> None:
+    results = shutil.copytree(digits_results, tmp_path / "results")
+    path = write_report(results)
+    assert path == results / "report.html"
+    page = path.read_text()
+    assert path.stat().st_size < 5_000_000
+    # self-contained: every image inline, no script or style fetched from anywhere
+    assert not re.search(r"(src|href)=\"(?!data:)", page)
+    assert "http://" not in page and "https://" not in page
+    pngs = sorted(results.rglob("*.png"))
+    assert len(pngs) == 6 and page.count("<img src=\"data:image/png;base64,") == len(pngs)
+    for name in ("autoencoder", "supcon", "separation/unet", "separation/vae",
+                 "comparison.json", "What the numbers say", "Embedding explorer"):
+        assert name in page, name
+    data = json.loads(re.search(r'<script id="explorer-data" type="application/json">(.*?)'
+                                r"</script>", page, re.S).group(1))
+    assert [m["name"] for m in data["models"]] == ["autoencoder", "supcon"]
+    assert len(data["galleries"]) == 2  # supcon was tested on a 200-image subset
+    assert [len(m["x"]) for m in data["models"]] == [359, 200]
+
+
+def test_report_finds_runs_in_nested_folders_and_a_single_run(digits_results: Path) -> None:
+    assert [r.name for r in find_runs(digits_results)] == [
+        "autoencoder", "supcon", "separation/unet", "separation/vae"]
+    single = find_runs(digits_results / "autoencoder")
+    assert [r.name for r in single] == ["autoencoder"]
+    assert single[0].test_count == 359 and single[0].num_classes == 10
+
+
+def test_report_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        write_report(tmp_path / "missing")
+    with pytest.raises(UserError, match="no results found"):
+        write_report(tmp_path)
+
+
+def test_report_command(digits_results: Path, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    results = shutil.copytree(digits_results, tmp_path / "results")
+    assert main(["report", str(results)]) == 0
+    assert f"report written to {results / 'report.html'}" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "latentlab: error: results folder" in capsys.readouterr().err
+
+
+def test_script_json_cannot_close_its_script_element() -> None:
+    from latentlab.report import script_json
+
+    text = script_json({"name": "</script><script>alert(1)</script>"})
+    assert "</" not in text and json.loads(text) == {
+        "name": "</script><script>alert(1)</script>"}
