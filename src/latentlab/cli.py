@@ -20,6 +20,8 @@ examples:
   latentlab datasets
   latentlab train autoencoder --dataset digits --epochs 2
   latentlab train autoencoder --dataset folder:cifar10-jpeg.zip --epochs 10
+  latentlab train vae --dataset digits --epochs 20
+  latentlab vae-study --dataset digits --betas 0.1,0.5,1,4
 """
 
 
@@ -50,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     experiments = train.add_subparsers(dest="experiment", metavar="MODEL", required=True)
     for name in EXPERIMENTS:
         add_config_options(experiments.add_parser(name, help=f"train the {name} model"), name)
+
+    study = commands.add_parser("vae-study", help="train the VAE with several KL weights "
+                                "(beta) and compare them in one figure")
+    add_config_options(study, "vae")
+    study.add_argument("--betas", default="0.1,0.5,1,4",
+                       help="comma-separated KL weights to train (default: 0.1,0.5,1,4)")
     return parser
 
 
@@ -83,7 +91,27 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"datasets": command_datasets, "train": command_train}
+def parse_betas(text: str) -> tuple[float, ...]:
+    try:
+        betas = tuple(float(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise UserError(f"--betas must be comma-separated numbers like 0.1,1,4, not {text!r}"
+                        ) from None
+    if not betas or any(not b >= 0 for b in betas) or len(set(betas)) != len(betas):
+        raise UserError(f"--betas needs distinct numbers of 0 or more, like 0.1,1,4, not {text!r}")
+    return betas
+
+
+def command_vae_study(args: argparse.Namespace) -> int:
+    from latentlab.experiments import vae_study
+
+    betas = parse_betas(args.betas)
+    vae_study.run(resolve_config(args, "vae"), betas, args.resume)
+    return 0
+
+
+COMMANDS = {"datasets": command_datasets, "train": command_train,
+            "vae-study": command_vae_study}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

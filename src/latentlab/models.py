@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentlab.errors import UserError
+from latentlab.losses import discretized_logistic_log_likelihood, gaussian_kl, reparameterize
 
 MODELS: dict[str, type[ImageModel]] = {}
 M = TypeVar("M", bound="type[ImageModel]")
@@ -238,3 +239,161 @@ class ConvAutoencoder(Autoencoder):
 
 
 AUTOENCODERS: dict[str, type[Autoencoder]] = {"mlp": MLPAutoencoder, "conv": ConvAutoencoder}
+
+
+# ----------------------------------------------------------------------------- variational
+
+class RawMLPDecoder(MLPDecoder):
+    """MLPDecoder without the sigmoid: the VAE reads likelihood parameters from its output."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(-1, *self.image_shape)
+
+
+class RawConvDecoder(ConvDecoder):
+    """ConvDecoder without the sigmoid: the VAE reads likelihood parameters from its output."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(self.project(z).view(-1, self.width * 8, 4, 4))
+
+
+def likelihood_channels(channels: int) -> int:
+    """Decoder outputs per pixel: a mean and a log-scale per channel, plus for RGB the three
+    coefficients that let green depend on red and blue on red and green (PixelCNN++)."""
+    return 2 * channels + (3 if channels == 3 else 0)
+
+
+class VariationalAutoencoder(ImageModel):
+    """q(z|x) = N(mean(x), diag(exp(log_variance(x)))), p(z) = N(0, I) (Kingma and Welling 2014).
+
+    The likelihood p(x|z) is a discretised logistic per pixel channel (Salimans et al. 2017,
+    one component) whose mean and scale the decoder predicts for every pixel; for RGB the
+    mean of green moves linearly with red, and blue with red and green, so colour noise
+    shared across channels is paid for once. It gives probabilities of 8-bit values, so the
+    negative ELBO in bits per dimension compares with the literature. embed() returns the
+    posterior mean; decode() and sample() return the likelihood's mean image in [0, 1]."""
+
+    kind = "vae"
+    encoder: nn.Module  # image -> (B, 2 * latent_dim): posterior mean and log-variance
+    decoder: nn.Module  # latent -> (B, likelihood_channels(C), h, w)
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int,
+                 **hparams: Any) -> None:
+        super().__init__(image_shape, latent_dim=latent_dim, **hparams)
+        self.latent_dim = latent_dim
+
+    def dims(self) -> int:
+        """Pixel channels the likelihood covers (bits/dim divides by this)."""
+        return self.image_shape[0] * self.input_size()[0] * self.input_size()[1]
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, C, h, w) prepared images -> mean (B, D), log-variance (B, D)."""
+        mean, log_variance = self.encoder(x).chunk(2, dim=1)
+        return mean, log_variance.clamp(-15, 10)  # exp() stays finite in float32
+
+    def likelihood(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, D) -> mean, log-scale (B, C, h, w) in [-1, 1] pixel units, channel coefficients
+        (B, 3, h, w) for RGB or (B, 0, h, w)."""
+        out = self.decoder(z)
+        c = self.image_shape[0]
+        mean, log_scale, coefficients = out[:, :c], out[:, c: 2 * c], out[:, 2 * c:]
+        return mean, log_scale.clamp_min(-7.0), torch.tanh(coefficients)
+
+    @staticmethod
+    def coupled_mean(mean: Tensor, coefficients: Tensor, x: Tensor) -> Tensor:
+        """Means of green given red and blue given red and green (identity for grey)."""
+        if coefficients.shape[1] == 0:
+            return mean
+        red, green = x[:, 0:1], x[:, 1:2]
+        return torch.cat([mean[:, 0:1],
+                          mean[:, 1:2] + coefficients[:, 0:1] * red,
+                          mean[:, 2:3] + coefficients[:, 1:2] * red + coefficients[:, 2:3] * green],
+                         dim=1)
+
+    def reconstruction_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        """-log p(x|z) in nats per image: x (B, C, h, w) in [0, 1], z (B, D) -> (B,)."""
+        target = torch.round(x * 255) / 127.5 - 1  # the 8-bit grid in [-1, 1]
+        mean, log_scale, coefficients = self.likelihood(z)
+        mean = self.coupled_mean(mean, coefficients, target)
+        return -discretized_logistic_log_likelihood(target, mean, log_scale).flatten(1).sum(1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Prepared images (B, C, h, w) -> (-log p(x|z) (B,), KL(q(z|x) || p(z)) (B,)), nats,
+        with one reparameterised sample z ~ q(z|x)."""
+        mean, log_variance = self.posterior(x)
+        z = reparameterize(mean, log_variance)
+        return self.reconstruction_nll(x, z), gaussian_kl(mean, log_variance)
+
+    def decode(self, z: Tensor, noise: bool = False) -> Tensor:
+        """(B, D) -> (B, C, h, w) in [0, 1]: the likelihood's mean image, or with noise=True a
+        draw from it (red first, since green and blue depend on it)."""
+        mean, log_scale, coefficients = self.likelihood(z)
+
+        def draw(m: Tensor, channels: slice) -> Tensor:
+            if noise:  # inverse-CDF draw of a logistic
+                u = torch.rand_like(m).clamp(1e-5, 1 - 1e-5)
+                m = m + log_scale[:, channels].exp() * (torch.log(u) - torch.log1p(-u))
+            return m.clamp(-1, 1)
+
+        if coefficients.shape[1] == 0:
+            x = draw(mean, slice(None))
+        else:
+            a = coefficients
+            red = draw(mean[:, 0:1], slice(0, 1))
+            green = draw(mean[:, 1:2] + a[:, 0:1] * red, slice(1, 2))
+            blue = draw(mean[:, 2:3] + a[:, 1:2] * red + a[:, 2:3] * green, slice(2, 3))
+            x = torch.cat([red, green, blue], 1)
+        images = (x + 1) / 2
+        return torch.round(images * 255) / 255 if noise else images
+
+    def to_image_size(self, images: Tensor) -> Tensor:
+        if tuple(images.shape[2:]) != self.image_shape[1:]:
+            images = F.interpolate(images, size=self.image_shape[1:], mode="bilinear",
+                                   antialias=True).clamp(0, 1)
+        return images
+
+    @torch.no_grad()
+    def embed(self, images: Any) -> Tensor:
+        """Images -> (N, latent_dim) posterior means."""
+        return self.posterior(self.prepare(images, self.input_size()))[0]
+
+    @torch.no_grad()
+    def reconstruct(self, images: Any) -> Tensor:
+        """Images -> decoded posterior means at the model's image size, in [0, 1]."""
+        return self.to_image_size(self.decode(self.embed(images)))
+
+    @torch.no_grad()
+    def sample(self, n: int, noise: bool = False, seed: int | None = None) -> Tensor:
+        """n new images (n, C, H, W) in [0, 1] decoded from z ~ N(0, I)."""
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        return self.to_image_size(self.decode(z, noise=noise))
+
+
+@register
+class MLPVAE(VariationalAutoencoder):
+    """The seed's MLP with a Gaussian posterior: pixels -> 256 -> 128 -> (mean, log-variance)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32) -> None:
+        super().__init__(image_shape, latent_dim)
+        c, h, w = self.image_shape
+        self.encoder = MLPEncoder(c * h * w, 2 * latent_dim)
+        self.decoder = RawMLPDecoder(latent_dim, (likelihood_channels(c), h, w))
+
+
+@register
+class ConvVAE(VariationalAutoencoder):
+    """Convolutional VAE at 32x32 (the default for colour images)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 width: int = 32) -> None:
+        super().__init__(image_shape, latent_dim, width=width)
+        c = self.image_shape[0]
+        self.encoder = ConvEncoder(c, 2 * latent_dim, width)
+        self.decoder = RawConvDecoder(latent_dim, likelihood_channels(c), width)
+
+    def input_size(self) -> tuple[int, int]:
+        return CONV_SIZE, CONV_SIZE
+
+
+VAES: dict[str, type[VariationalAutoencoder]] = {"mlp": MLPVAE, "conv": ConvVAE}
