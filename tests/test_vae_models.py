@@ -94,3 +94,8 @@ def test_vae_with_causal_context_trains_and_samples():
     assert all(p.grad is not None for p in model.parameters())
     samples = model.eval().sample(2, noise=True, seed=0)
     assert samples.shape == (2, 3, 32, 32) and samples.min() >= 0 and samples.max() <= 1
+    # decoding pixel by pixel gives what the likelihood predicts from the finished image
+    z = torch.randn(2, 4)
+    with torch.no_grad():
+        x = model.decode(z) * 2 - 1
+        assert torch.allclose(model.draw(*model.likelihood(z, x), noise=False), x, atol=1e-5)

@@ -273,10 +273,14 @@ class CausalConv2d(nn.Conv2d):
         centre = kernel // 2
         keep[:, :, centre, centre + (mask == "B"):] = 0
         keep[:, :, centre + 1:] = 0
+        self.keep: Tensor
         self.register_buffer("keep", keep, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight * self.keep, self.bias, padding=self.padding)
+
+
+CONTEXT_REACH = 3  # causal_context sees 3 rows up and 3 columns either side (5x5 then 3x3)
 
 
 def causal_context(channels: int, width: int) -> nn.Sequential:
@@ -358,18 +362,33 @@ class VariationalAutoencoder(ImageModel):
     def decode(self, z: Tensor, noise: bool = False) -> Tensor:
         """(B, D) -> (B, C, h, w) in [0, 1]: the likelihood's mean image, or with noise=True a
         draw from it (red first, since green and blue depend on it). With a causal context
-        pixels are decoded one at a time in raster order: h * w passes."""
+        pixels are decoded one at a time in raster order: h * w small steps."""
         if self.context is None:
             x = self.draw(*self.likelihood(z), noise)
         else:
             decoded = self.decoder(z)
             x = torch.zeros(len(z), self.image_shape[0], *decoded.shape[2:], device=z.device)
-            for i in range(x.shape[2]):
-                for j in range(x.shape[3]):
-                    out = (decoded + self.context(x))[:, :, i: i + 1, j: j + 1]
-                    x[:, :, i: i + 1, j: j + 1] = self.draw(*self.split(out), noise)
+            threads = torch.get_num_threads()
+            if z.device.type == "cpu":  # thousands of tiny steps: thread hand-offs cost more
+                torch.set_num_threads(1)
+            try:
+                self.decode_pixels(decoded, x, noise)
+            finally:
+                torch.set_num_threads(threads)
         images = (x + 1) / 2
         return torch.round(images * 255) / 255 if noise else images
+
+    def decode_pixels(self, decoded: Tensor, x: Tensor, noise: bool) -> None:
+        """Fill the canvas x (B, C, h, w) in raster order, each pixel from those before it."""
+        assert self.context is not None
+        r = CONTEXT_REACH
+        for i in range(x.shape[2]):
+            for j in range(x.shape[3]):
+                # the context at (i, j) only needs this window of the canvas
+                top, left = max(0, i - r), max(0, j - r)
+                seen = self.context(x[:, :, top: i + 1, left: j + r + 1])
+                out = decoded[:, :, i: i + 1, j: j + 1] + seen[:, :, -1:, j - left: j - left + 1]
+                x[:, :, i: i + 1, j: j + 1] = self.draw(*self.split(out), noise)
 
     @staticmethod
     def draw(mean: Tensor, log_scale: Tensor, coefficients: Tensor, noise: bool) -> Tensor:
