@@ -319,7 +319,7 @@ class VariationalAutoencoder(ImageModel):
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, C, h, w) prepared images -> mean (B, D), log-variance (B, D)."""
-        mean, log_variance = self.encoder(x).chunk(2, dim=1)
+        mean, log_variance = self.encoder(x).float().chunk(2, dim=1)  # float32 under autocast
         return mean, log_variance.clamp(-15, 10)  # exp() stays finite in float32
 
     def likelihood(self, z: Tensor, x: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -330,6 +330,7 @@ class VariationalAutoencoder(ImageModel):
                           else self.decoder(z) + self.context(x))
 
     def split(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = out.float()  # the likelihood needs float32 even under bf16 autocast
         c = self.image_shape[0]
         mean, log_scale, coefficients = out[:, :c], out[:, c: 2 * c], out[:, 2 * c:]
         return mean, log_scale.clamp_min(-7.0), torch.tanh(coefficients)
