@@ -22,6 +22,8 @@ examples:
   latentlab train autoencoder --dataset folder:cifar10-jpeg.zip --epochs 10
   latentlab report results
   latentlab embed results/autoencoder/autoencoder_model.pth digits --out embeddings
+  latentlab train vae --dataset digits --epochs 20
+  latentlab vae-study --dataset digits --betas 0.1,0.5,1,4
 """
 
 
@@ -74,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--limit", type=int, metavar="N", help="embed only the first N images")
     embed.add_argument("--data-dir", help="directory searched first for dataset files")
     embed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    study = commands.add_parser("vae-study", help="train the VAE with several KL weights "
+                                "(beta) and compare them in one figure")
+    add_config_options(study, "vae")
+    study.add_argument("--betas", default="0.1,0.5,1,4",
+                       help="comma-separated KL weights to train (default: 0.1,0.5,1,4)")
     return parser
 
 
@@ -126,8 +133,27 @@ def command_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_betas(text: str) -> tuple[float, ...]:
+    try:
+        betas = tuple(float(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise UserError(f"--betas must be comma-separated numbers like 0.1,1,4, not {text!r}"
+                        ) from None
+    if not betas or any(not b >= 0 for b in betas) or len(set(betas)) != len(betas):
+        raise UserError(f"--betas needs distinct numbers of 0 or more, like 0.1,1,4, not {text!r}")
+    return betas
+
+
+def command_vae_study(args: argparse.Namespace) -> int:
+    from latentlab.experiments import vae_study
+
+    betas = parse_betas(args.betas)
+    vae_study.run(resolve_config(args, "vae"), betas, args.resume)
+    return 0
+
+
 COMMANDS = {"datasets": command_datasets, "train": command_train, "report": command_report,
-            "embed": command_embed}
+            "embed": command_embed, "vae-study": command_vae_study}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -107,3 +107,12 @@ def tsne_2d(embeddings: Tensor, seed: int = 0) -> np.ndarray:
     perplexity = float(min(30, max(2, (n - 1) // 3)))
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
                 learning_rate="auto").fit_transform(embeddings.double().numpy())
+
+
+def active_units(posterior_means: Tensor, threshold: float = 0.01) -> int:
+    """Latent dimensions whose posterior mean varies across the data (Burda et al. 2016):
+    Cov_x(E_q(z|x)[z_d]) > threshold. posterior_means: (N, D) -> count in 0..D."""
+    if len(posterior_means) < 2:
+        return 0
+    variance = posterior_means.double().var(dim=0, unbiased=True)
+    return int((variance > threshold).sum())

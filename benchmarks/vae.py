@@ -1,0 +1,113 @@
+"""Benchmark: CIFAR-10 (JPEG copy) test bits/dim of the VAE's negative ELBO after a fixed
+budget of training time, next to the literature. Target: <= 4.0 bits/dim in 30 minutes.
+
+    python benchmarks/vae.py --minutes 30
+
+Prints a table and writes benchmarks/results/vae.json. bits/dim = -ELBO / (3072 ln 2), one
+z ~ q(z|x) per test image, with the discretised logistic likelihood over 8-bit values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from latentlab.checkpoint import write_json_atomic
+from latentlab.config import Config
+from latentlab.data import load_dataset
+from latentlab.experiments.shared import code_version, num_parameters
+from latentlab.experiments.vae import ElboStep, elbo_metrics
+from latentlab.models import ConvVAE
+from latentlab.training import fit, pick_device
+
+ROOT = Path(__file__).resolve().parent.parent
+CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.zip"
+TARGET = 4.0
+# Published test bits/dim on CIFAR-10 (official release; lower is better).
+LITERATURE = [
+    ("simple convolutional VAE (issue's anchor)", "4.5-5"),
+    ("FLIF lossless codec (Hoogeboom et al. 2019)", "4.37"),
+    ("NVAE, days on 8 GPUs (Vahdat and Kautz 2020)", "2.91"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30.0, help="training budget per run")
+    parser.add_argument("--seeds", type=int, default=1, help="runs with seeds 0..N-1")
+    parser.add_argument("--dataset", default=f"folder:{CIFAR}")
+    parser.add_argument("--latent-dim", type=int, default=256)
+    parser.add_argument("--width", type=int, default=32, help="ConvVAE channel width")
+    parser.add_argument("--context", type=int, default=32,
+                        help="width of the causal context network (0: factorised likelihood)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "vae.json"))
+    args = parser.parse_args()
+
+    data = load_dataset(args.dataset).limit(args.train_limit, args.test_limit)
+    name = "CIFAR-10 (JPEG copy)" if "cifar10-jpeg" in args.dataset else data.name
+    print(f"{name}: {len(data.train_labels):,} training, {len(data.test_labels):,} test images")
+    runs = []
+    for seed in range(args.seeds):
+        # Many epochs with a time budget: the cosine schedule ends when the budget does.
+        config = Config(experiment="vae", dataset=args.dataset, latent_dim=args.latent_dim,
+                        batch_size=args.batch_size, learning_rate=args.learning_rate,
+                        epochs=1000, warmup_epochs=20, time_budget=args.minutes, seed=seed,
+                        device=args.device).validate()
+        torch.manual_seed(seed)
+        model = ConvVAE(data.image_shape, args.latent_dim, args.width, args.context)
+        step = ElboStep(1.0, 0)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as folder:
+            result = fit(model, config, data.train_images, data.train_labels, data.test_images,
+                         data.test_labels, step, step, Path(folder) / "checkpoint.pth")
+        metrics = elbo_metrics(model, data.test_images, seed)
+        runs.append({"seed": seed, **metrics, "epochs": len(result.history),
+                     "steps": round(sum(h["images_per_second"] * h["seconds"]
+                                        for h in result.history) / args.batch_size),
+                     "train_seconds": round(result.train_seconds, 1),
+                     "wall_seconds": round(time.perf_counter() - started, 1),
+                     "history": result.history})
+        print(f"seed {seed}: {metrics['test_bits_per_dim']:.3f} bits/dim after "
+              f"{len(result.history)} epochs", flush=True)
+
+    scores = [r["test_bits_per_dim"] for r in runs]
+    mean = statistics.mean(scores)
+    std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    ours = f"{mean:.3f} ± {std:.3f}" if len(scores) > 1 else f"{mean:.3f}"
+    rows = [(f"latentlab ConvVAE, {args.minutes:g} min on {pick_device(args.device)}", ours),
+            *LITERATURE, ("target", f"<= {TARGET}")]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{name} test bits/dim (negative ELBO)")
+    print(f"{'model':<{width}}  bits/dim")
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    print(f"target {'met' if mean <= TARGET else 'missed'}; active units "
+          f"{statistics.mean(r['active_units'] for r in runs):.0f} of {args.latent_dim}, "
+          f"KL {statistics.mean(r['test_kl'] for r in runs):.1f} nats")
+    write_json_atomic({
+        "benchmark": "vae", "dataset": name, "minutes": args.minutes,
+        "device": str(pick_device(args.device)), "threads": torch.get_num_threads(),
+        "settings": {k: v for k, v in vars(args).items() if k != "json"},
+        "model": {"class": "ConvVAE", "parameters": num_parameters(model),
+                  "likelihood": "discretised logistic per pixel channel, RGB-coupled means"
+                                + (", causal 5x5+3x3 context" if args.context else "")},
+        "test_bits_per_dim_mean": mean, "test_bits_per_dim_std": std, "target": TARGET,
+        "target_met": mean <= TARGET, "literature": dict(LITERATURE), "runs": runs,
+        "code_version": code_version(),
+    }, args.json)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
