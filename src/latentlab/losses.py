@@ -16,3 +16,34 @@ def gaussian_kl(mean: Tensor, log_variance: Tensor) -> Tensor:
 
     Closed form: 0.5 * sum(mean^2 + var - log var - 1)."""
     return 0.5 * (mean.pow(2) + log_variance.exp() - log_variance - 1).sum(dim=1)
+
+
+def mean_squared_error(estimate: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error per sample: (B, ...) -> (B,)."""
+    return (estimate - target).pow(2).flatten(1).mean(1)
+
+
+def assignment_errors(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
+                      source_2: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample MSE of both ways of matching two outputs to two sources.
+
+    All inputs (B, C, H, W) -> (straight (B,), swapped (B,)), each the mean of the two
+    outputs' errors: straight matches estimate_1 to source_1, swapped matches it to source_2."""
+    straight = (mean_squared_error(estimate_1, source_1)
+                + mean_squared_error(estimate_2, source_2)) / 2
+    swapped = (mean_squared_error(estimate_1, source_2)
+               + mean_squared_error(estimate_2, source_1)) / 2
+    return straight, swapped
+
+
+def permutation_invariant_mse(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
+                              source_2: Tensor) -> Tensor:
+    """Permutation-invariant MSE (PIT; Yu et al., ICASSP 2017) for two sources, as a scalar.
+
+    The order of a separator's two outputs is arbitrary, so each sample is scored with the
+    better of its two assignments: mean over B of min(straight, swapped) from
+    `assignment_errors`. Inputs (B, C, H, W), pixels in [0, 1]. On a tie the gradient
+    follows the straight assignment (torch.minimum would split it in halves that cancel,
+    leaving a separator that answers m for both outputs stuck there)."""
+    straight, swapped = assignment_errors(estimate_1, estimate_2, source_1, source_2)
+    return torch.where(swapped < straight, swapped, straight).mean()

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from latentlab.config import Config
-from latentlab.experiments import autoencoder
+from latentlab.experiments import autoencoder, separation
 
 # name -> run(config, resume) -> metrics; the CLI only looks names up here.
 EXPERIMENTS: dict[str, Callable[[Config, bool], dict[str, Any]]] = {
     "autoencoder": autoencoder.run,
+    "separator": separation.run,
 }
