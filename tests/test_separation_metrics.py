@@ -105,3 +105,13 @@ def test_separation_scores_use_the_best_assignment():
     assert torch.all(scores["mse"] == 0)
     assert torch.allclose(scores["ssim"], torch.ones(len(x1)), atol=1e-6)
     assert torch.all(scores["psnr"] >= 99)
+
+
+def test_log_mse_is_the_negative_psnr_of_the_better_assignment():
+    x1 = torch.zeros(1, 1, 2, 2)
+    x2 = torch.ones(1, 1, 2, 2)
+    e1, e2 = torch.full_like(x1, 0.9), torch.full_like(x1, 0.1)  # swapped, error 0.1 each
+    from latentlab.losses import permutation_invariant_log_mse
+
+    value = permutation_invariant_log_mse(e1, e2, x1, x2, eps=0.0)
+    assert float(value) == pytest.approx(-20.0, abs=1e-4)
