@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from latentlab.evaluation import align_to_sources, psnr, separation_scores, ssim
-from latentlab.losses import assignment_errors, permutation_invariant_mse
+from latentlab.losses import (
+    assignment_errors,
+    permutation_invariant_log_mse,
+    permutation_invariant_mse,
+)
 
 
 def images(seed: int, shape=(3, 2, 8, 8)) -> torch.Tensor:
@@ -111,7 +115,5 @@ def test_log_mse_is_the_negative_psnr_of_the_better_assignment():
     x1 = torch.zeros(1, 1, 2, 2)
     x2 = torch.ones(1, 1, 2, 2)
     e1, e2 = torch.full_like(x1, 0.9), torch.full_like(x1, 0.1)  # swapped, error 0.1 each
-    from latentlab.losses import permutation_invariant_log_mse
-
     value = permutation_invariant_log_mse(e1, e2, x1, x2, eps=0.0)
     assert float(value) == pytest.approx(-20.0, abs=1e-4)

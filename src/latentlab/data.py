@@ -519,8 +519,10 @@ class MixturePairs:
         return self.images.device
 
     def index(self, index: Tensor | slice) -> Tensor:
-        pairs = self.pairs[index]
-        return pairs.to(self.images.device)
+        """(B, 2) image indices of the selected pairs, on the images' device."""
+        if isinstance(index, Tensor):  # the training loop's order may live on the GPU
+            index = index.to(self.pairs.device)
+        return self.pairs[index].to(self.images.device)
 
     def sources(self, index: Tensor | slice) -> Tensor:
         """(B, 2, C, H, W) uint8: both images of each selected pair."""
