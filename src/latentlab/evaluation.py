@@ -14,6 +14,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
+from latentlab.losses import assignment_errors, mean_squared_error
+
 
 @torch.no_grad()
 def embed_all(model: Any, images: Tensor, batch_size: int = 500) -> Tensor:
@@ -116,3 +118,60 @@ def active_units(posterior_means: Tensor, threshold: float = 0.01) -> int:
         return 0
     variance = posterior_means.double().var(dim=0, unbiased=True)
     return int((variance > threshold).sum())
+
+
+def gaussian_window(size: int, sigma: float = 1.5) -> Tensor:
+    """(size, size) Gaussian weights summing to 1."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-coords.pow(2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)
+
+
+def ssim(estimate: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """Structural similarity per image (Wang, Bovik, Sheikh and Simoncelli, IEEE TIP 2004).
+
+    (N, C, H, W) in [0, 1] -> (N,). The paper's form: local means, variances and covariance
+    under an 11x11 Gaussian window (sigma 1.5) over 'valid' positions only, K1 = 0.01,
+    K2 = 0.03, data range 1; the SSIM map is averaged over positions and channels (as
+    scikit-image's structural_similarity with gaussian_weights=True, use_sample_covariance=False
+    does per channel). Images smaller than the window use the largest odd window that fits."""
+    size = min(window, estimate.shape[-1], estimate.shape[-2])
+    size -= 1 - size % 2
+    channels = estimate.shape[1]
+    kernel = gaussian_window(size, sigma).to(estimate.device, torch.float64)
+    kernel = kernel.expand(channels, 1, size, size)
+    x, y = estimate.double(), target.double()
+
+    def blur(z: Tensor) -> Tensor:
+        return torch.nn.functional.conv2d(z, kernel, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x.pow(2)
+    var_y = blur(y * y) - mu_y.pow(2)
+    covariance = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    index = ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)
+             / ((mu_x.pow(2) + mu_y.pow(2) + c1) * (var_x + var_y + c2)))
+    return index.flatten(1).mean(1).to(estimate.dtype)
+
+
+def align_to_sources(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
+                     source_2: Tensor) -> tuple[Tensor, Tensor]:
+    """Swap the outputs of each sample whose swapped assignment has the lower MSE, so that
+    estimate_1 goes with source_1 (the permutation-invariant matching of every metric)."""
+    straight, swapped = assignment_errors(estimate_1, estimate_2, source_1, source_2)
+    swap = (swapped < straight).view(-1, *[1] * (estimate_1.ndim - 1))
+    return (torch.where(swap, estimate_2, estimate_1), torch.where(swap, estimate_1, estimate_2))
+
+
+def separation_scores(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
+                      source_2: Tensor) -> dict[str, Tensor]:
+    """Per-mixture MSE, PSNR (dB) and SSIM under the best assignment, each averaged over the
+    two outputs. All inputs (B, C, H, W) in [0, 1]; each result (B,)."""
+    first, second = align_to_sources(estimate_1, estimate_2, source_1, source_2)
+    return {
+        "mse": (mean_squared_error(first, source_1) + mean_squared_error(second, source_2)) / 2,
+        "psnr": (psnr(first, source_1) + psnr(second, source_2)) / 2,
+        "ssim": (ssim(first, source_1) + ssim(second, source_2)) / 2,
+    }

@@ -98,3 +98,40 @@ def plot_image_rows(rows: Sequence[Tensor], row_names: Sequence[str], path: str 
         side.set_visible(False)
     ax.set_title(title)
     save_figure(figure, path)
+
+
+def plot_separation_comparison(rows: Sequence[dict], path: str | Path) -> None:
+    """Test PSNR and SSIM of each separator run, with the mixture baseline marked."""
+    names = [f"{r['model']}\n({r.get('protocol')})" for r in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(max(7, 1.6 * len(rows) + 3), 3.8))
+    for ax, key, unit in ((axes[0], "test_psnr", "PSNR (dB)"), (axes[1], "test_ssim", "SSIM")):
+        values = [float(r.get(key) or np.nan) for r in rows]
+        bars = ax.bar(names, values, color=class_colours(len(rows)))
+        ax.bar_label(bars, fmt="%.3f" if key == "test_ssim" else "%.2f", fontsize=8)
+        if key == "test_psnr":
+            baselines = [float(r.get("baseline_average_psnr") or np.nan) for r in rows]
+            ax.axhline(float(np.nanmean(baselines)), color="k", ls="--", lw=1,
+                       label="returning the mixture")
+            ax.legend(fontsize=8, loc="lower right")
+            ax.set_ylim(bottom=min([*values, *baselines]) - 2)
+        ax.set_ylabel(unit)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    figure.suptitle("Separating two images from their average (test mixtures, best assignment)")
+    save_figure(figure, path)
+
+
+def save_image(image: Tensor, path: str | Path) -> None:
+    """One (C, H, W) image in [0, 1] -> an 8-bit PNG file, written atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().byte()
+    array = pixels.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    tmp = atomic_path(path.with_suffix(".png"))
+    try:
+        picture.save(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

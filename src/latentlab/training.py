@@ -117,9 +117,14 @@ def evaluate(model: ImageModel, eval_step: EvalStep, images: Tensor, labels: Ten
 
 def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: Tensor,
         test_images: Tensor, test_labels: Tensor, train_step: TrainStep, eval_step: EvalStep,
-        checkpoint_path: Path, resume: bool = False) -> TrainResult:
+        checkpoint_path: Path, resume: bool = False,
+        on_epoch_start: Callable[[int], None] | None = None,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train model in place; write a checkpoint after every epoch; return the history.
 
+    on_epoch_start(epoch) runs before each epoch's batches (e.g. to draw fresh mixture pairs);
+    on_epoch_end(epoch, record) after its test evaluation and checkpoint (e.g. to keep the
+    best weights). train_images/labels may be tensors or views that index like them.
     Under torchrun every process runs this; process 0 alone writes and reports."""
     device = distributed.setup(config.device)
     distributed.check_batch_size(config.batch_size)
@@ -178,6 +183,8 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             order_generator.set_state(epoch_generator_state)
             order = torch.randperm(len(train_labels), generator=order_generator)
             order = order.to(train_images.device)
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
             model.train()
             sums: dict[str, float] = dict(partial["sums"])
             seen: int = partial["seen"]
@@ -239,6 +246,8 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             epoch, start_step = epoch + 1, 0
             epoch_generator_state = order_generator.get_state()
             save(epoch, 0, epoch_generator_state, partial)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, record)
             if result.stopped_early:
                 if main:
                     print(f"time budget of {config.time_budget} min reached after {epoch} epochs")

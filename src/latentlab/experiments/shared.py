@@ -99,8 +99,9 @@ def evaluate_embeddings(model: ImageModel, data: ImageData, config: Config, name
 
 def finish(model: ImageModel, config: Config, data: ImageData, result: TrainResult, name: str,
            metrics: dict[str, Any], loss_keys: tuple[str, ...] = ("loss",),
-           title: str = "") -> dict[str, Any]:
-    """Write the loss plot, model file and metrics.json; return the metrics."""
+           title: str = "", model_name: str | None = None) -> dict[str, Any]:
+    """Write the loss plot, model file (<model_name or name>_model.pth) and metrics.json;
+    return the metrics."""
     run_dir = config.run_dir
     plot_losses(result.history, run_dir / f"{name}_loss.png", title or f"{name} loss",
                 keys=loss_keys)
@@ -109,7 +110,7 @@ def finish(model: ImageModel, config: Config, data: ImageData, result: TrainResu
                "device": str(pick_device(config.device)), "num_parameters": num_parameters(model),
                "stopped_by_time_budget": result.stopped_early}
     save_atomic(model_record(model, config.to_dict(), class_names=data.class_names,
-                             metrics=metrics), run_dir / f"{name}_model.pth")
+                             metrics=metrics), run_dir / f"{model_name or name}_model.pth")
     write_json_atomic(metrics, run_dir / "metrics.json")
     write_json_atomic(result.history, run_dir / "history.json")
     if config.tensorboard:

@@ -1,0 +1,156 @@
+"""Benchmark: unmix two CIFAR-10 (JPEG copy) images from their average.
+
+Trains each separator for --minutes of wall-clock time (the learning-rate schedule is
+compressed to end there and the best-PSNR weights are kept), then prints model, protocol,
+parameters, wall time, test PSNR and SSIM on the fixed 10,000 test mixtures, the time to
+separate all of them, and PSNR against training time. Writes benchmarks/results/separation.json
+(and separation_curve.png). Anchors (dB): returning the mixture 15.6, small U-Net after 15 CPU
+minutes 17.4, BASIS ~19-20; target >= 21.0 with the full protocol.
+
+    python benchmarks/separation.py --minutes 15                       # every model, both protocols
+    python benchmarks/separation.py --minutes 180 --models resunet --protocols full
+    python benchmarks/separation.py --minutes 0.5 --train-limit 2000   # smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from latentlab.checkpoint import write_json_atomic  # noqa: E402
+from latentlab.config import Config  # noqa: E402
+from latentlab.experiments import separation  # noqa: E402
+from latentlab.models import SEPARATORS  # noqa: E402
+from latentlab.plots import plt, save_figure  # noqa: E402
+
+DATASET = "folder:" + str((ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve())
+DATASET_NAME = "CIFAR-10 (JPEG copy)"
+ANCHORS = {"returning the mixture": 15.6, "small U-Net, 15 CPU min": 17.4,
+           "BASIS (Jayaram and Thickstun 2020)": 19.0, "target": 21.0}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=15.0,
+                        help="training wall-clock budget per run (default 15)")
+    parser.add_argument("--models", default=",".join(SEPARATORS),
+                        help=f"comma-separated, from {', '.join(SEPARATORS)}")
+    parser.add_argument("--protocols", default="full,assignment",
+                        help="comma-separated: full and/or assignment")
+    parser.add_argument("--dataset", default=DATASET, help="default: the CIFAR-10 JPEG copy")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-limit", type=int, default=None, help="for smoke checks only")
+    parser.add_argument("--test-limit", type=int, default=None, help="for smoke checks only")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    return parser.parse_args()
+
+
+def run_one(args: argparse.Namespace, model: str, protocol: str) -> dict:
+    # epochs is a ceiling: the time budget ends the run; warm-up is ~2% of it
+    config = Config(experiment="separator", model=model, protocol=protocol,
+                    dataset=args.dataset, epochs=500, warmup_epochs=10.0,
+                    batch_size=args.batch_size, learning_rate=args.learning_rate,
+                    seed=args.seed, device=args.device, time_budget=args.minutes,
+                    train_limit=args.train_limit, test_limit=args.test_limit,
+                    out=str(Path(args.out) / f"separation_runs_{protocol}")).validate()
+    started = time.perf_counter()
+    metrics = separation.run(config)
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return metrics
+
+
+def print_table(rows: list[dict]) -> None:
+    header = (f"{'model':<16} {'protocol':<10} {'params':>9} {'train s':>8} {'epochs':>6} "
+              f"{'PSNR dB':>8} {'SSIM':>6} {'sep. s':>7} {'mixtures':>8}")
+    print(f"\nSeparating two images from their average, {DATASET_NAME}\n{header}")
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['model']:<16} {r['protocol']:<10} {r['num_parameters']:>9,} "
+              f"{r['train_seconds']:>8.0f} {r['epochs']:>6} {r['test_psnr']:>8.2f} "
+              f"{r['test_ssim']:>6.3f} {r['separation_seconds']:>7.1f} {r['test_mixtures']:>8,}")
+    if rows:
+        print(f"{'returning the mixture':<27} {'':>9} {'':>8} {'':>6} "
+              f"{rows[0]['baseline_average_psnr']:>8.2f} {rows[0]['baseline_average_ssim']:>6.3f}")
+    print("anchors: " + ", ".join(f"{k} {v:.1f} dB" for k, v in ANCHORS.items()))
+    print("\nPSNR (dB) against training time (s), after each epoch:")
+    for r in rows:
+        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in r["psnr_vs_time"])
+        print(f"  {r['model']} ({r['protocol']}): {curve}")
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        times = [t / 60 for t, _ in r["psnr_vs_time"]]
+        ax.plot(times, [p for _, p in r["psnr_vs_time"]], "-o", markersize=3,
+                label=f"{r['model']} ({r['protocol']})")
+    for name, value in ANCHORS.items():
+        ax.axhline(value, ls=":", lw=1, color="grey")
+        ax.text(0, value, name, fontsize=7, va="bottom", color="grey")
+    ax.set_xlabel("training time (minutes)")
+    ax.set_ylabel("test PSNR (dB)")
+    ax.set_title(f"Unmixing two images, {DATASET_NAME}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    unknown = [m for m in models if m not in SEPARATORS]
+    if unknown or not set(protocols) <= {"full", "assignment"}:
+        print(f"unknown model or protocol: {unknown or protocols}", file=sys.stderr)
+        return 2
+    rows = []
+    for protocol in protocols:
+        for model in models:
+            print(f"\n=== {model}, {protocol} protocol, {args.minutes:g} min ===", flush=True)
+            rows.append(run_one(args, model, protocol))
+    print_table(rows)
+    out = Path(args.out)
+    result = {
+        "benchmark": "separation", "dataset": DATASET_NAME,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
+                    "device": rows[0]["device"] if rows else None,
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "minutes_per_run": args.minutes, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "seed": args.seed,
+        "train_limit": args.train_limit, "test_limit": args.test_limit,
+        "anchors_db": ANCHORS, "runs": rows,
+    }
+    write_json_atomic(result, out / "separation.json")
+    plot_curves(rows, out / "separation_curve.png")
+    print(f"\nwrote {out / 'separation.json'} and {out / 'separation_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

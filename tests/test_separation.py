@@ -1,0 +1,198 @@
+"""Mixture data, separators, the separator experiment and `latentlab separate`."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import latentlab
+from latentlab.checkpoint import model_record, save_atomic
+from latentlab.cli import main
+from latentlab.data import (
+    MixturePairs,
+    distinct_pairs,
+    fixed_test_mixtures,
+    random_partners,
+    training_mixtures,
+)
+from latentlab.models import SEPARATORS, MLPAutoencoder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and do not stall on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def unordered(pairs: torch.Tensor) -> set[tuple[int, int]]:
+    return {(min(a, b), max(a, b)) for a, b in pairs.tolist()}
+
+
+# ----------------------------------------------------------------------------- data
+
+def test_test_mixtures_are_identical_across_runs_and_never_pair_an_image_with_itself():
+    images = torch.randint(0, 256, (400, 1, 2, 2), dtype=torch.uint8)
+    first, second = fixed_test_mixtures(images), fixed_test_mixtures(images)
+    assert len(first) == 10_000
+    assert torch.equal(first.pairs, second.pairs)
+    assert bool((first.pairs[:, 0] != first.pairs[:, 1]).all())
+    assert len(unordered(first.pairs)) == 10_000  # no pair repeated
+    assert not torch.equal(distinct_pairs(400, 100, seed=1), distinct_pairs(400, 100, seed=2))
+
+
+def test_small_splits_get_every_distinct_pair_once():
+    pairs = distinct_pairs(5, 10_000, seed=0)
+    assert len(pairs) == 10
+    assert unordered(pairs) == {(a, b) for a in range(5) for b in range(a + 1, 5)}
+
+
+def test_mixtures_are_exact_averages_built_from_shared_images():
+    images = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8)
+    pairs = MixturePairs(images, torch.tensor([[0, 1], [5, 2]]))
+    assert pairs.images.data_ptr() == images.data_ptr()  # no copies
+    expected = (images[[0, 5]].double() + images[[1, 2]].double()) / 510
+    assert torch.allclose(pairs.mixtures(torch.arange(2)).double(), expected, atol=1e-7)
+    assert torch.equal(pairs.sources(slice(1, 2))[0], images[[5, 2]])
+    view = pairs.mixture_view()
+    assert len(view) == 2 and torch.equal(view[slice(0, 2)], pairs.mixtures(slice(0, 2)))
+
+
+def test_protocols():
+    images = torch.randint(0, 256, (1_200, 1, 2, 2), dtype=torch.uint8)
+    assignment = training_mixtures(images, "assignment", seed=0)
+    assert len(assignment.images) == 1_000 and len(assignment) == 45_000
+    assert len(unordered(assignment.pairs)) == 45_000
+    assert bool((assignment.pairs[:, 0] != assignment.pairs[:, 1]).all())
+    full = training_mixtures(images, "full", seed=0)
+    assert full.images.data_ptr() == images.data_ptr() and len(full) == 1_200
+    full.resample(1)
+    epoch_1 = full.pairs.clone()
+    full.resample(2)
+    assert not torch.equal(epoch_1, full.pairs)  # fresh pairs every epoch
+    full.resample(1)
+    assert torch.equal(epoch_1, full.pairs)  # ... reproducibly, for exact resumption
+    assert sorted(full.pairs[:, 0].tolist()) == list(range(1_200))
+    assert bool((full.pairs[:, 0] != full.pairs[:, 1]).all())
+    assert bool((random_partners(2, 0)[:, 0] != random_partners(2, 0)[:, 1]).all())
+
+
+def test_one_image_cannot_make_a_mixture():
+    with pytest.raises(latentlab.UserError, match="at least 2 images"):
+        distinct_pairs(1, 10, seed=0)
+
+
+# ----------------------------------------------------------------------------- models
+
+@pytest.mark.parametrize("name", list(SEPARATORS))
+def test_separators_reproduce_the_mixture_and_train(name):
+    torch.manual_seed(0)
+    model = SEPARATORS[name]((3, 32, 32))
+    x1, x2 = torch.rand(2, 4, 3, 32, 32)
+    m = (x1 + x2) / 2
+    first, second = model.separate(m)
+    assert first.shape == second.shape == m.shape
+    assert torch.allclose((first + second) / 2, m, atol=1e-6)
+    assert first.min() >= 0 and first.max() <= 1 and second.min() >= 0 and second.max() <= 1
+    model.train()
+    d, kl = model(m)
+    loss = (m + d - x1).pow(2).mean() + kl.mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 20, 12)])
+def test_separators_accept_any_image_size(shape):
+    for cls in SEPARATORS.values():
+        model = cls(shape)
+        m = torch.rand(2, *shape)
+        first, second = model.separate(m)
+        assert first.shape == m.shape
+        assert torch.allclose((first + second) / 2, m, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- experiment + CLI
+
+@pytest.fixture(scope="module")
+def trained_unet(tmp_path_factory):
+    """A U-Net trained for a few seconds on digits, and its metrics."""
+    out = tmp_path_factory.mktemp("results")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(["train", "separator", "--model", "unet", "--dataset", "digits",
+                     "--epochs", "3", "--batch-size", "64", "--test-limit", "80",
+                     "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    return out / "separation"
+
+
+def test_separator_run_writes_its_results(trained_unet):
+    run = trained_unet / "unet"
+    for name in ("metrics.json", "separation_loss.png", "separation_examples.png",
+                 "separator_model.pth", "config.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_mixtures"] == 80 * 79 // 2
+    for key in ("test_mse", "test_psnr", "test_ssim", "baseline_average_psnr"):
+        assert isinstance(metrics[key], float)
+    comparison = json.loads((trained_unet / "comparison.json").read_text())
+    assert [row["model"] for row in comparison] == ["unet"]
+    assert (trained_unet / "separation_comparison.png").is_file()
+
+
+def test_unet_trained_briefly_on_digits_beats_returning_the_mixture(trained_unet):
+    metrics = json.loads((trained_unet / "unet" / "metrics.json").read_text())
+    assert metrics["test_psnr"] > metrics["baseline_average_psnr"] + 0.5
+    assert metrics["test_ssim"] > metrics["baseline_average_ssim"]
+
+
+def test_loaded_separator_reproduces_the_mixture(trained_unet):
+    model = latentlab.load(trained_unet / "unet" / "separator_model.pth")
+    m = torch.rand(5, 1, 8, 8)
+    first, second = model.separate(m)
+    assert torch.allclose((first + second) / 2, m, atol=1e-6)
+
+
+def write_png(path, size, colour):
+    Image.new("RGB", size, colour).save(path)
+    return str(path)
+
+
+def test_separate_command_mixes_and_separates(trained_unet, tmp_path, capsys):
+    a = write_png(tmp_path / "a.png", (8, 8), (200, 10, 10))
+    b = write_png(tmp_path / "b.png", (16, 16), (0, 0, 250))
+    model = str(trained_unet / "unet" / "separator_model.pth")
+    assert main(["separate", model, "--mix", a, b, "--out", str(tmp_path / "mixed")]) == 0
+    assert "PSNR against the originals" in capsys.readouterr().out
+    for name in ("mixture.png", "x1_hat.png", "x2_hat.png", "separation.png"):
+        assert (tmp_path / "mixed" / name).is_file()
+    assert main(["separate", model, a, "--out", str(tmp_path / "blend")]) == 0
+    with Image.open(tmp_path / "blend" / "x1_hat.png") as image:
+        assert image.size == (8, 8)
+
+
+def test_separate_command_errors(trained_unet, tmp_path, capsys):
+    model = str(trained_unet / "unet" / "separator_model.pth")
+    image = write_png(tmp_path / "a.png", (8, 8), (1, 2, 3))
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    autoencoder = tmp_path / "autoencoder_model.pth"
+    save_atomic(model_record(MLPAutoencoder((1, 8, 8)), {}), autoencoder)
+    cases = [
+        ([model, str(tmp_path / "missing.png")], "does not exist"),
+        ([model, str(broken)], "not a readable image"),
+        ([str(autoencoder), image], "not a separator"),
+        ([str(trained_unet / "unet" / "checkpoint.pth"), image], "training checkpoint"),
+        ([model], "either one blended image or --mix"),
+    ]
+    for args, message in cases:
+        assert main(["separate", *args]) == 2
+        assert message in capsys.readouterr().err
