@@ -19,6 +19,7 @@ examples:
   latentlab datasets
   latentlab train autoencoder --dataset digits --epochs 2
   latentlab train autoencoder --dataset folder:cifar10-jpeg.zip --epochs 10
+  latentlab run --quick --dataset digits
 """
 
 
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     experiments = train.add_subparsers(dest="experiment", metavar="MODEL", required=True)
     for name in EXPERIMENTS:
         add_config_options(experiments.add_parser(name, help=f"train the {name} model"), name)
+
+    run = commands.add_parser("run", help="train the autoencoder and the contrastive model on "
+                              "one dataset and compare their embeddings")
+    add_config_options(run, "contrastive")
+    run.add_argument("--quick", action="store_true",
+                     help="a quick look: 3 epochs (unless --epochs is given)")
     return parser
 
 
@@ -81,7 +88,20 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"datasets": command_datasets, "train": command_train}
+def command_run(args: argparse.Namespace) -> int:
+    from latentlab.experiments.comparison import compare, format_table
+
+    if args.quick and "epochs" not in vars(args):
+        args.epochs = 3
+    config = resolve_config(args, "contrastive")
+    comparison = compare(config, args.resume)
+    print(format_table(comparison))
+    print(f"comparison written to {config.out}/comparison.json, embedding_comparison.png "
+          "and distance_comparison.png")
+    return 0
+
+
+COMMANDS = {"datasets": command_datasets, "train": command_train, "run": command_run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

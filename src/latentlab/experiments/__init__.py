@@ -6,9 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from latentlab.config import Config
-from latentlab.experiments import autoencoder
+from latentlab.experiments import autoencoder, contrastive
 
 # name -> run(config, resume) -> metrics; the CLI only looks names up here.
 EXPERIMENTS: dict[str, Callable[[Config, bool], dict[str, Any]]] = {
     "autoencoder": autoencoder.run,
+    "contrastive": contrastive.run,
+    "supcon": contrastive.run,
+    "simclr": contrastive.run,
 }
