@@ -7,6 +7,9 @@ import torch
 
 import latentlab
 from latentlab.cli import main
+from latentlab.config import Config
+from latentlab.experiments.contrastive import augmentation_name, build
+from latentlab.models import ResNetContrastive
 
 QUICK = ["--dataset", "digits", "--train-limit", "200", "--test-limit", "100",
          "--tsne-points", "40", "--batch-size", "64"]
@@ -30,12 +33,15 @@ def test_train_writes_results_and_a_loadable_model(method, tmp_path):
     assert z.shape == (5, 32) and torch.allclose(z.norm(dim=1), torch.ones(5), atol=1e-5)
 
 
-def test_resnet_encoder_runs_on_grey_images(tmp_path):
-    args = ["train", "supcon", *QUICK, "--train-limit", "64", "--batch-size", "32",
-            "--epochs", "1", "--encoder", "resnet", "--width", "4", "--augmentation", "light",
-            "--out", str(tmp_path)]
-    assert main(args) == 0
-    assert latentlab.load(tmp_path / "supcon" / "supcon_model.pth").hparams()["width"] == 4
+def test_build_picks_encoder_width_head_and_augmentation():
+    config = Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8)
+    model = build(config, (1, 28, 28))
+    assert isinstance(model, ResNetContrastive) and model.hparams()["width"] == 4
+    assert model.head is not None  # SupCon/SimCLR project; the margin loss does not
+    assert build(Config(experiment="contrastive"), (1, 8, 8)).head is None
+    assert augmentation_name(Config(experiment="simclr"), (1, 8, 8)) == "simclr"
+    assert augmentation_name(Config(experiment="supcon"), (3, 32, 32)) == "light"
+    assert augmentation_name(Config(experiment="contrastive"), (1, 8, 8)) == "none"
 
 
 def test_bad_options_are_user_errors(tmp_path, capsys):
