@@ -27,6 +27,7 @@ examples:
   latentlab train separator --model unet --dataset digits --epochs 1
   latentlab separate results/separation/unet/separator_model.pth --mix a.png b.png --out mixed
   latentlab separate results/separation/unet/separator_model.pth blended.png
+  latentlab run --quick --dataset digits
 """
 
 
@@ -96,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="mix these two images and separate the mixture")
     separate.add_argument("--out", default="separated",
                           help="folder for the PNG results (default: separated)")
+    run = commands.add_parser("run", help="train the autoencoder and the contrastive model on "
+                              "one dataset and compare their embeddings")
+    add_config_options(run, "contrastive")
+    run.add_argument("--quick", action="store_true",
+                     help="a quick look: 3 epochs (unless --epochs is given)")
     return parser
 
 
@@ -223,8 +229,26 @@ def command_separate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"datasets": command_datasets, "train": command_train, "report": command_report,
-            "embed": command_embed, "vae-study": command_vae_study, "separate": command_separate}
+def command_run(args: argparse.Namespace) -> int:
+    from latentlab.experiments.comparison import compare, format_table
+
+    if args.quick and "epochs" not in vars(args):
+        args.epochs = 3
+    config = resolve_config(args, "contrastive")
+    comparison = compare(config, args.resume)
+    print(format_table(comparison))
+    print(f"comparison written to {config.out}/comparison.json, embedding_comparison.png "
+          "and distance_comparison.png")
+    from latentlab.report import write_report
+
+    path = write_report(config.out)
+    print(f"report written to {path}; open it in a browser")
+    return 0
+
+
+COMMANDS = {"datasets": command_datasets, "train": command_train, "run": command_run,
+            "report": command_report, "embed": command_embed, "vae-study": command_vae_study,
+            "separate": command_separate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,12 @@ class Config:
     # contrastive family
     margin: float = option(1.0, "margin of the pairwise contrastive loss", used_by=("contrastive",))
     temperature: float = option(0.1, "softmax temperature of SupCon / NT-Xent", used_by=CONTRASTIVE)
+    augmentation: str = option(
+        "auto", "batch augmentation: none, light (flips, 4-pixel shifts) or simclr (crops, flips, "
+        "colour jitter, greyscale); auto: simclr for simclr, light for colour images, else none",
+        used_by=CONTRASTIVE, choices=("auto", "none", "light", "simclr"))
+    width: int = option(0, "channels of the first conv layer (0: the encoder's own default)",
+                        used_by=CONTRASTIVE)
     # variational autoencoder
     beta: float = option(1.0, "weight of the KL term", used_by=("vae", "separator"))
     kl_warmup_epochs: float = option(0.0, "epochs over which the KL weight ramps up from 0",
@@ -86,7 +92,7 @@ class Config:
             if not getattr(self, name) > 0:
                 raise UserError(f"--{dashed(name)} must be greater than 0, "
                                 f"not {getattr(self, name)}")
-        for name in ("weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs"):
+        for name in ("weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "width"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"--{dashed(name)} must be 0 or more, not {getattr(self, name)}")
         if self.time_budget is not None and not self.time_budget > 0:

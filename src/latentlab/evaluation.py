@@ -175,3 +175,32 @@ def separation_scores(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
         "psnr": (psnr(first, source_1) + psnr(second, source_2)) / 2,
         "ssim": (ssim(first, source_1) + ssim(second, source_2)) / 2,
     }
+
+
+def pair_distances(embeddings: Tensor, labels: Tensor, n_pairs: int = 10000,
+                   seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Euclidean distances of seeded balanced pairs (latentlab.pairs.balanced_pairs).
+
+    embeddings: (N, D), labels: (N,) -> (positive-pair distances, negative-pair distances)."""
+    from latentlab.pairs import balanced_pairs
+
+    generator = torch.Generator().manual_seed(seed)
+    first, second, is_positive = balanced_pairs(labels, n_pairs, generator)
+    distance = (embeddings[first].double() - embeddings[second].double()).norm(dim=1).float()
+    return distance[is_positive], distance[~is_positive]
+
+
+def pair_metrics(positive: Tensor, negative: Tensor) -> dict[str, float]:
+    """Mean distance of positive and negative pairs, and the ROC AUC of telling them apart by
+    distance (1: every positive pair is closer than every negative one; 0.5: chance)."""
+    from sklearn.metrics import roc_auc_score
+
+    is_positive = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+    closeness = -torch.cat([positive, negative]).double().numpy()
+    auc = (float(roc_auc_score(is_positive, closeness))
+           if len(positive) and len(negative) else float("nan"))
+    def mean(values: Tensor) -> float:
+        return float(values.mean()) if len(values) else float("nan")
+
+    return {"positive_pair_mean_distance": mean(positive),
+            "negative_pair_mean_distance": mean(negative), "pair_auc": auc}

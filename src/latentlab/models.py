@@ -458,6 +458,103 @@ class ConvVAE(VariationalAutoencoder):
         if context:
             self.context = causal_context(c, context)
 
+
+# ----------------------------------------------------------------------------- contrastive encoders
+
+class ResidualBlock(nn.Module):
+    """x + two 3x3 conv-BN-ReLU layers, same width and size (ResNet-9's residual unit)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv_block(width, width), conv_block(width, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResNetEncoder(nn.Module):
+    """A small CIFAR ResNet (ResNet-9 of Page 2018, as in the DAWNBench/airbench lineage),
+    width-scaled for CPUs: (B, C, H, W) -> (B, 8 * width) pooled features.
+
+    stem conv (width) -> conv (2w), pool, residual -> conv (4w), pool -> conv (8w), pool,
+    residual -> global max pool. Any H, W >= 8 works (training crops may be smaller than 32)."""
+
+    def __init__(self, channels: int, width: int = 16) -> None:
+        super().__init__()
+        self.out_features = 8 * width
+        self.net = nn.Sequential(
+            conv_block(channels, width), conv_block(width, 2 * width), nn.MaxPool2d(2),  # H/2
+            ResidualBlock(2 * width),
+            conv_block(2 * width, 4 * width), nn.MaxPool2d(2),  # H/4
+            conv_block(4 * width, 8 * width), nn.MaxPool2d(2),  # H/8
+            ResidualBlock(8 * width),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ContrastiveModel(ImageModel):
+    """An encoder trained by a contrastive loss.
+
+    `embed()` (and `forward()`, which keeps gradients) returns L2-normalised (B, latent_dim)
+    embeddings: the margin loss works on them directly. SupCon and SimCLR put a projection
+    head on top (`project()`), as Chen et al. 2020 do, and evaluate the embedding below it,
+    which transfers better; the head is never part of `embed()`."""
+
+    kind = "contrastive"
+    backbone: nn.Module
+    head: nn.Module | None
+
+    def build_head(self, latent_dim: int, projection_dim: int) -> None:
+        """projection_dim 0: no head (the loss sees the embedding itself)."""
+        self.head = None
+        if projection_dim:
+            self.head = nn.Sequential(nn.Linear(latent_dim, 2 * latent_dim),
+                                      nn.BatchNorm1d(2 * latent_dim), nn.ReLU(inplace=True),
+                                      nn.Linear(2 * latent_dim, projection_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) prepared images -> (B, latent_dim) unit-length embeddings."""
+        return F.normalize(self.backbone(x), dim=1)
+
+    def project(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) prepared images -> (B, projection_dim) unit-length projections
+        (the embeddings themselves when the model has no head)."""
+        features = self.backbone(x)
+        if self.head is None:
+            return F.normalize(features, dim=1)
+        return F.normalize(self.head(features), dim=1)
+
+    @torch.no_grad()
+    def embed(self, images: Any) -> Tensor:
+        """Images -> (N, latent_dim) L2-normalised embeddings."""
+        return self(self.prepare(images, self.input_size()))
+
+
+@register
+class MLPContrastive(ContrastiveModel):
+    """The seed's network: pixels -> 256 -> dropout -> 128 -> dropout -> latent_dim."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 projection_dim: int = 0, dropout: float = 0.1) -> None:
+        super().__init__(image_shape, latent_dim=latent_dim, projection_dim=projection_dim,
+                         dropout=dropout)
+        self.backbone = MLPEncoder(int(np.prod(self.image_shape)), latent_dim, dropout)
+        self.build_head(latent_dim, projection_dim)
+
+
+@register
+class ConvContrastive(ContrastiveModel):
+    """The autoencoder's convolutional encoder at 32x32 (the default for colour images)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 projection_dim: int = 0, width: int = 32) -> None:
+        super().__init__(image_shape, latent_dim=latent_dim, projection_dim=projection_dim,
+                         width=width)
+        self.backbone = ConvEncoder(self.image_shape[0], latent_dim, width)
+        self.build_head(latent_dim, projection_dim)
+
     def input_size(self) -> tuple[int, int]:
         return CONV_SIZE, CONV_SIZE
 
@@ -630,7 +727,7 @@ class UNetSeparator(Separator):
         return self.head(x)[..., :h, :w], m.new_zeros(len(m))
 
 
-class ResidualBlock(nn.Module):
+class BasicResidualBlock(nn.Module):
     """Two 3x3 conv-BN with an identity shortcut (He et al. 2016)."""
 
     def __init__(self, channels: int) -> None:
@@ -679,15 +776,16 @@ class ResUNetSeparator(Separator):
         widths = [width * 2**i for i in range(len(blocks))]
         self.stem = conv_block(4 * channels, width)
         self.encoder = nn.ModuleList(
-            nn.Sequential(*[ResidualBlock(widths[i]) for _ in range(n)])
+            nn.Sequential(*[BasicResidualBlock(widths[i]) for _ in range(n)])
             for i, n in enumerate(blocks))
         self.down = nn.ModuleList(conv_block(widths[i], widths[i + 1], stride=2)
                                   for i in range(len(blocks) - 1))
-        self.middle = nn.Sequential(SelfAttention2d(widths[-1], heads), ResidualBlock(widths[-1]))
+        self.middle = nn.Sequential(SelfAttention2d(widths[-1], heads),
+                                    BasicResidualBlock(widths[-1]))
         self.up = nn.ModuleList(up_block(widths[i + 1], widths[i])
                                 for i in reversed(range(len(blocks) - 1)))
         self.decoder = nn.ModuleList(
-            nn.Sequential(*[ResidualBlock(widths[i]) for _ in range(blocks[i])])
+            nn.Sequential(*[BasicResidualBlock(widths[i]) for _ in range(blocks[i])])
             for i in reversed(range(len(blocks) - 1)))
         self.head = nn.Conv2d(width, 4 * channels, 3, 1, 1)
         small_init(self.head)
@@ -716,3 +814,23 @@ SEPARATORS: dict[str, type[Separator]] = {
     "unet": UNetSeparator,
     "resunet": ResUNetSeparator,
 }
+
+
+@register
+class ResNetContrastive(ContrastiveModel):
+    """ResNetEncoder features -> linear -> latent_dim: the encoder for the CIFAR benchmark."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 projection_dim: int = 0, width: int = 16) -> None:
+        super().__init__(image_shape, latent_dim=latent_dim, projection_dim=projection_dim,
+                         width=width)
+        features = ResNetEncoder(self.image_shape[0], width)
+        self.backbone = nn.Sequential(features, nn.Linear(features.out_features, latent_dim))
+        self.build_head(latent_dim, projection_dim)
+
+    def input_size(self) -> tuple[int, int]:
+        return CONV_SIZE, CONV_SIZE
+
+
+CONTRASTIVE_MODELS: dict[str, type[ContrastiveModel]] = {
+    "mlp": MLPContrastive, "conv": ConvContrastive, "resnet": ResNetContrastive}

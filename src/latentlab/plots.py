@@ -135,3 +135,39 @@ def save_image(image: Tensor, path: str | Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def plot_distance_histograms(panels: Sequence[dict], path: str | Path, title: str) -> None:
+    """Histograms of positive-pair (same class) and negative-pair (different class) distances,
+    one panel per dict: {"title", "positive", "negative", "xlabel", optional "margin"}."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        positive = np.asarray(panel["positive"], dtype=float)
+        negative = np.asarray(panel["negative"], dtype=float)
+        both = np.concatenate([positive, negative])
+        bins = np.linspace(both.min(), both.max(), 50) if both.size and np.ptp(both) > 0 else 20
+        ax.hist(positive, bins=bins, alpha=0.6, density=True, color="tab:blue",
+                label=f"same class (mean {positive.mean():.2f})")
+        ax.hist(negative, bins=bins, alpha=0.6, density=True, color="tab:red",
+                label=f"different class (mean {negative.mean():.2f})")
+        if panel.get("margin") is not None:
+            ax.axvline(panel["margin"], color="black", linestyle="--",
+                       label=f"margin {panel['margin']:g}")
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_ylabel("density")
+        ax.set_title(panel["title"])
+        ax.legend(fontsize=8)
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def plot_embedding_maps(maps: Sequence[tuple[np.ndarray, Tensor, str]],
+                        class_names: Sequence[str], path: str | Path, title: str) -> None:
+    """2-D maps side by side, each (points (N, 2), labels (N,), title), one colour per class
+    shared by all panels."""
+    figure, axes = plt.subplots(1, len(maps), figsize=(6 * len(maps) + 1.5, 5.5), squeeze=False)
+    for i, (ax, (points, labels, name)) in enumerate(zip(axes[0], maps)):
+        scatter_classes(ax, points, labels.numpy(), class_names, legend=i == len(maps) - 1)
+        ax.set_title(name)
+    figure.suptitle(title)
+    save_figure(figure, path)

@@ -6,11 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from latentlab.config import Config
-from latentlab.experiments import autoencoder, separation, vae
+from latentlab.experiments import autoencoder, contrastive, separation, vae
 
 # name -> run(config, resume) -> metrics; the CLI only looks names up here.
 EXPERIMENTS: dict[str, Callable[[Config, bool], dict[str, Any]]] = {
     "autoencoder": autoencoder.run,
     "vae": vae.run,
     "separator": separation.run,
+    "contrastive": contrastive.run,
+    "supcon": contrastive.run,
+    "simclr": contrastive.run,
 }

@@ -1,0 +1,110 @@
+"""Contrastive embeddings, three ways (the experiment's name picks one):
+
+- contrastive: the seed's method. Balanced pairs of images of the same class (positives) and
+  of different classes (negatives); the margin loss of Hadsell et al. 2006 on the
+  L2-normalised embeddings.
+- supcon: supervised contrastive loss (Khosla et al. 2020) over two augmented views of a
+  batch, on a projection head above the embedding.
+- simclr: NT-Xent over two augmented views (Chen et al. 2020); labels are never used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from latentlab.config import Config
+from latentlab.errors import UserError
+from latentlab.evaluation import pair_distances, pair_metrics
+from latentlab.experiments import shared
+from latentlab.losses import margin_contrastive_loss, supcon_loss
+from latentlab.models import CONTRASTIVE_MODELS, ContrastiveModel, resolve_encoder
+from latentlab.pairs import balanced_pairs
+from latentlab.plots import plot_distance_histograms
+from latentlab.training import TrainStep
+from latentlab.transforms import AUGMENTATIONS
+
+PROJECTION_DIM = 128  # SupCon/SimCLR head output, as in both papers
+PAIRS_PER_IMAGE = 4  # pairs read from each embedded batch, per image: more signal per forward pass
+TITLES = {"contrastive": "Margin contrastive", "supcon": "Supervised contrastive (SupCon)",
+          "simclr": "SimCLR (no labels)"}
+DISTANCE_LABEL = "Euclidean distance of L2-normalised embeddings"
+
+
+def augmentation_name(config: Config, image_shape: tuple[int, int, int]) -> str:
+    """auto: SimCLR's recipe for simclr, flips and shifts for colour images, none for grey."""
+    if config.augmentation != "auto":
+        return config.augmentation
+    if config.experiment == "simclr":
+        return "simclr"
+    return "light" if image_shape[0] == 3 else "none"
+
+
+def build(config: Config, image_shape: tuple[int, int, int]) -> ContrastiveModel:
+    encoder = resolve_encoder(config.encoder, image_shape)
+    if encoder not in CONTRASTIVE_MODELS:
+        raise UserError(f"--encoder {encoder} is not available for {config.experiment}; "
+                        f"choose {', '.join(CONTRASTIVE_MODELS)} or auto")
+    projection_dim = 0 if config.experiment == "contrastive" else PROJECTION_DIM
+    options: dict[str, Any] = {}
+    if config.width and encoder != "mlp":
+        options["width"] = config.width
+    torch.manual_seed(config.seed)
+    return CONTRASTIVE_MODELS[encoder](image_shape, latent_dim=config.latent_dim,
+                                       projection_dim=projection_dim, **options)
+
+
+def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
+    """train_step(model, images, labels) -> {"loss"} for the configured method."""
+    if config.experiment == "contrastive":
+        def pair_step(model: ContrastiveModel, images: Tensor,
+                      labels: Tensor) -> dict[str, Tensor]:
+            z = model(augment(images))  # (B, D), each image embedded once
+            first, second, is_positive = balanced_pairs(labels, PAIRS_PER_IMAGE * len(labels))
+            device = z.device
+            loss = margin_contrastive_loss(z[first.to(device)], z[second.to(device)],
+                                           is_positive.to(device), config.margin)
+            return {"loss": loss}
+        return pair_step
+
+    use_labels = config.experiment == "supcon"
+
+    def view_step(model: ContrastiveModel, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        b = len(images)
+        views = augment(torch.cat([images, images]))  # (2B, C, H, W), each view its own draw
+        z = model.project(views).view(2, b, -1).transpose(0, 1)  # (B, 2, projection_dim)
+        return {"loss": supcon_loss(z, labels if use_labels else None, config.temperature)}
+    return view_step
+
+
+def run(config: Config, resume: bool = False) -> dict[str, Any]:
+    name = config.experiment
+    if name not in TITLES:
+        raise UserError(f"{name} is not a contrastive method; choose {', '.join(TITLES)}")
+    data = shared.load_data(config)
+    model = build(config, data.image_shape)
+    augmentation = augmentation_name(config, data.image_shape)
+    print(f"{TITLES[name]} with {augmentation} augmentation")
+    step = make_step(config, AUGMENTATIONS[augmentation])
+    result = shared.train(model, config, data, step, step, resume)
+    metrics, _, _ = shared.evaluate_embeddings(model, data, config, name, TITLES[name])
+    saved = np.load(config.run_dir / "test_embeddings.npz")
+    positive, negative = pair_distances(torch.from_numpy(saved["embeddings"]), data.test_labels,
+                                        seed=config.seed)
+    metrics.update(pair_metrics(positive, negative))
+    loss_space = ("the loss's own distance" if name == "contrastive"
+                  else "the loss uses cosine similarity of the projection head's output")
+    plot_distance_histograms(
+        [{"title": f"{TITLES[name]} (pair AUC {metrics['pair_auc']:.3f})", "positive": positive,
+          "negative": negative, "xlabel": DISTANCE_LABEL,
+          "margin": config.margin if name == "contrastive" else None}],
+        config.run_dir / f"{name}_distances.png",
+        f"Test-set pair distances ({loss_space})")
+    loss_title = {"contrastive": f"Margin contrastive loss (margin {config.margin:g})",
+                  "supcon": f"SupCon loss (temperature {config.temperature:g})",
+                  "simclr": f"NT-Xent loss (temperature {config.temperature:g})"}[name]
+    return shared.finish(model, config, data, result, name, metrics, title=loss_title)

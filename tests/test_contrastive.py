@@ -1,0 +1,71 @@
+"""The contrastive experiments and `latentlab run`, end to end on scikit-learn's digits."""
+
+import json
+
+import pytest
+import torch
+
+import latentlab
+from latentlab.cli import main
+from latentlab.config import Config
+from latentlab.experiments.contrastive import augmentation_name, build
+from latentlab.models import ResNetContrastive
+
+QUICK = ["--dataset", "digits", "--train-limit", "200", "--test-limit", "100",
+         "--tsne-points", "40", "--batch-size", "64"]
+FOUNDATION_KEYS = {"knn_accuracy", "linear_probe_accuracy", "silhouette",
+                   "mean_within_class_distance", "mean_between_class_distance",
+                   "between_within_ratio", "dataset", "epochs", "train_seconds"}
+PAIR_KEYS = {"positive_pair_mean_distance", "negative_pair_mean_distance", "pair_auc"}
+
+
+@pytest.mark.parametrize("method", ["contrastive", "supcon", "simclr"])
+def test_train_writes_results_and_a_loadable_model(method, tmp_path):
+    assert main(["train", method, *QUICK, "--epochs", "2", "--out", str(tmp_path)]) == 0
+    run_dir = tmp_path / method
+    for name in ("loss", "embeddings", "distances"):
+        assert (run_dir / f"{method}_{name}.png").stat().st_size > 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert FOUNDATION_KEYS | PAIR_KEYS <= set(metrics)
+    assert 0 <= metrics["pair_auc"] <= 1 and metrics["epochs"] == 2
+    model = latentlab.load(run_dir / f"{method}_model.pth")
+    z = model.embed(torch.rand(5, 3, 16, 16))  # any size and channel count
+    assert z.shape == (5, 32) and torch.allclose(z.norm(dim=1), torch.ones(5), atol=1e-5)
+
+
+def test_build_picks_encoder_width_head_and_augmentation():
+    config = Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8)
+    model = build(config, (1, 28, 28))
+    assert isinstance(model, ResNetContrastive) and model.hparams()["width"] == 4
+    assert model.head is not None  # SupCon/SimCLR project; the margin loss does not
+    assert build(Config(experiment="contrastive"), (1, 8, 8)).head is None
+    assert augmentation_name(Config(experiment="simclr"), (1, 8, 8)) == "simclr"
+    assert augmentation_name(Config(experiment="supcon"), (3, 32, 32)) == "light"
+    assert augmentation_name(Config(experiment="contrastive"), (1, 8, 8)) == "none"
+
+
+def test_bad_options_are_user_errors(tmp_path, capsys):
+    out = ["--out", str(tmp_path)]
+    assert main(["train", "simclr", *QUICK, "--augmentation", "strong", *out]) == 2
+    assert main(["train", "contrastive", *QUICK, "--width", "-1", *out]) == 2
+    assert "--width" in capsys.readouterr().err
+
+
+def test_run_quick_compares_and_contrastive_beats_the_autoencoder(tmp_path, capsys):
+    # the acceptance run (`latentlab run --quick --dataset digits`) on the full digits data;
+    # batch 64 gives the 3 quick epochs enough steps for a clear margin
+    args = ["run", "--quick", "--dataset", "digits", "--batch-size", "64", "--tsne-points", "100",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    for name in ("embedding_comparison.png", "distance_comparison.png", "comparison.json",
+                 "autoencoder/autoencoder_embeddings.png", "contrastive/contrastive_distances.png",
+                 "contrastive/contrastive_model.pth", "autoencoder/autoencoder_model.pth"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    comparison = json.loads((tmp_path / "comparison.json").read_text())
+    autoencoder = comparison["models"]["autoencoder"]
+    contrastive = comparison["models"]["contrastive"]
+    assert autoencoder["epochs"] == contrastive["epochs"] == 3
+    assert contrastive["knn_accuracy"] > autoencoder["knn_accuracy"]
+    assert contrastive["pair_auc"] > autoencoder["pair_auc"]
+    table = capsys.readouterr().out
+    assert "knn_accuracy" in table and "autoencoder" in table and "contrastive" in table

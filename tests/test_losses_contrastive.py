@@ -1,0 +1,91 @@
+"""Contrastive losses on tiny hand-made embeddings whose loss is known exactly."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from latentlab.losses import margin_contrastive_loss, supcon_loss
+
+
+def test_identical_positives_cost_nothing():
+    z = torch.randn(5, 3)
+    assert margin_contrastive_loss(z, z.clone(), torch.ones(5, dtype=torch.bool)) == 0
+
+
+def test_negatives_beyond_the_margin_cost_nothing():
+    first = torch.zeros(3, 2)
+    second = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, -1.5]])  # distances 1, 3, 1.5
+    loss = margin_contrastive_loss(first, second, torch.zeros(3, dtype=torch.bool), margin=1.0)
+    assert loss == 0
+
+
+def test_margin_loss_exact_values():
+    first = torch.zeros(2, 2)
+    second = torch.tensor([[2.0, 0.0], [0.0, 0.5]])  # distances 2 and 0.5
+    is_positive = torch.tensor([True, False])
+    # positive: d^2 / 2 = 2; negative: (1 - 0.5)^2 / 2 = 0.125; mean over the two pairs
+    loss = margin_contrastive_loss(first, second, is_positive, margin=1.0)
+    assert loss.item() == pytest.approx((2 + 0.125) / 2, abs=1e-6)
+
+
+def test_margin_loss_gradient_is_finite_for_identical_negatives():
+    z = torch.zeros(2, 4, requires_grad=True)
+    margin_contrastive_loss(z, z, torch.zeros(2, dtype=torch.bool)).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5, 1.0])
+def test_nt_xent_closed_form(temperature):
+    # two images, two identical views each, the images orthogonal: for every anchor the
+    # positive has similarity 1 and the two negatives 0, so
+    # loss = -1/t + log(e^(1/t) + 2) = log(1 + 2 e^(-1/t))
+    e1, e2 = torch.eye(2, dtype=torch.float64)
+    z = torch.stack([torch.stack([e1, e1]), torch.stack([e2, e2])])  # (B=2, V=2, D=2)
+    expected = math.log(1 + 2 * math.exp(-1 / temperature))
+    assert supcon_loss(z, temperature=temperature).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nt_xent_two_points_is_zero():
+    # one image, two views: the positive is the only other point, its softmax weight is 1
+    z = F.normalize(torch.randn(1, 2, 8), dim=-1)
+    assert supcon_loss(z).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def reference_supcon(z, ids, t):
+    """The formula written out anchor by anchor."""
+    n = len(z)
+    total, anchors = 0.0, 0
+    for i in range(n):
+        others = [a for a in range(n) if a != i]
+        positives = [p for p in others if ids[p] == ids[i]]
+        if not positives:
+            continue
+        log_denominator = torch.logsumexp(torch.stack([z[i] @ z[a] / t for a in others]), 0)
+        total += -sum(z[i] @ z[p] / t - log_denominator for p in positives) / len(positives)
+        anchors += 1
+    return total / anchors
+
+
+def test_supcon_matches_the_formula_anchor_by_anchor():
+    torch.manual_seed(0)
+    z = F.normalize(torch.randn(6, 2, 5), dim=-1)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    flat = z.reshape(12, 5)
+    assert supcon_loss(z, labels, 0.2).item() == pytest.approx(
+        reference_supcon(flat, labels.repeat_interleave(2), 0.2).item(), rel=1e-5)
+    assert supcon_loss(z, None, 0.2).item() == pytest.approx(
+        reference_supcon(flat, torch.arange(6).repeat_interleave(2), 0.2).item(), rel=1e-5)
+
+
+def test_supcon_with_distinct_labels_is_nt_xent():
+    z = F.normalize(torch.randn(4, 2, 3), dim=-1)
+    assert supcon_loss(z, torch.tensor([3, 1, 0, 2])) == pytest.approx(supcon_loss(z).item())
+
+
+def test_supcon_single_view_needs_shared_labels():
+    z = F.normalize(torch.randn(3, 1, 4), dim=-1)
+    with pytest.raises(ValueError):
+        supcon_loss(z)
+    assert torch.isfinite(supcon_loss(z, torch.tensor([0, 0, 1])))
