@@ -458,6 +458,9 @@ class ConvVAE(VariationalAutoencoder):
         if context:
             self.context = causal_context(c, context)
 
+    def input_size(self) -> tuple[int, int]:
+        return CONV_SIZE, CONV_SIZE
+
 
 # ----------------------------------------------------------------------------- contrastive encoders
 
