@@ -14,6 +14,9 @@ import torch
 
 from latentlab.errors import UserError
 
+# The process's umask, read once (reading it means setting it).
+UMASK = os.umask(0)
+os.umask(UMASK)
 FORMAT = "latentlab"
 FORMAT_VERSION = 1
 
@@ -23,6 +26,7 @@ def atomic_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    os.chmod(name, 0o666 & ~UMASK)  # mkstemp's 0600 would make results private to their writer
     return Path(name)
 
 
@@ -32,6 +36,20 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     tmp = atomic_path(path)
     try:
         torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_npz_atomic(path: str | Path, **arrays: Any) -> None:
+    """numpy.savez that never leaves a half-written file at path."""
+    import numpy as np
+
+    path = Path(path)
+    tmp = atomic_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

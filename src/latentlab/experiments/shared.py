@@ -12,7 +12,7 @@ import torch
 
 import latentlab
 from latentlab import distributed, tensorboard_curves
-from latentlab.checkpoint import model_record, save_atomic, write_json_atomic
+from latentlab.checkpoint import model_record, save_atomic, save_npz_atomic, write_json_atomic
 from latentlab.config import Config
 from latentlab.data import ImageData, load_dataset
 from latentlab.evaluation import embed_all, embedding_metrics, subsample, tsne_2d
@@ -91,8 +91,8 @@ def evaluate_embeddings(model: ImageModel, data: ImageData, config: Config, name
                        f"{title}: t-SNE of {len(shown):,} test embeddings\n"
                        f"kNN accuracy {metrics['knn_accuracy']:.3f}, "
                        f"linear probe {metrics['linear_probe_accuracy']:.3f}")
-    np.savez(config.run_dir / "test_embeddings.npz", embeddings=test_embeddings.numpy(),
-             labels=data.test_labels.numpy(), tsne=points, tsne_index=shown.numpy())
+    save_npz_atomic(config.run_dir / "test_embeddings.npz", embeddings=test_embeddings.numpy(),
+                    labels=data.test_labels.numpy(), tsne=points, tsne_index=shown.numpy())
     print(f"evaluated embeddings in {time.perf_counter() - started:.1f}s")
     return metrics, points, shown
 
