@@ -89,9 +89,13 @@ def gather_with_gradient(tensor: Tensor) -> Tensor:
     back to each process's own part: contrastive losses then see the global batch."""
     if world_size() == 1:
         return tensor
+    import warnings
+
     import torch.distributed.nn.functional as distributed_functional
 
-    return torch.cat(distributed_functional.all_gather(tensor), dim=0)
+    with warnings.catch_warnings():  # its suggested successor is a private API
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(distributed_functional.all_gather(tensor), dim=0)
 
 
 class StepModule(nn.Module):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentlab import distributed
 from latentlab.config import Config
 from latentlab.errors import UserError
 from latentlab.evaluation import pair_distances, pair_metrics
@@ -77,6 +78,8 @@ def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
         b = len(images)
         views = augment(torch.cat([images, images]))  # (2B, C, H, W), each view its own draw
         z = model.project(views).view(2, b, -1).transpose(0, 1)  # (B, 2, projection_dim)
+        # under torchrun, negatives come from every process's batch
+        z, labels = distributed.gather_with_gradient(z), distributed.gather_with_gradient(labels)
         return {"loss": supcon_loss(z, labels if use_labels else None, config.temperature)}
     return view_step
 
