@@ -179,6 +179,16 @@ def resolve_encoder(encoder: str, image_shape: tuple[int, int, int]) -> str:
     return encoder
 
 
+def resolve_family(families: dict[str, Any], encoder: str, image_shape: tuple[int, int, int],
+                   what: str) -> str:
+    """--encoder resolved for the image, checked against the families `what` offers."""
+    name = resolve_encoder(encoder, image_shape)
+    if name not in families:
+        raise UserError(f"--encoder {name} is not available for {what}; "
+                        f"choose {', '.join(families)} or auto")
+    return name
+
+
 # ----------------------------------------------------------------------------- autoencoders
 
 class Autoencoder(ImageModel):

@@ -9,10 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from latentlab.config import Config
-from latentlab.errors import UserError
 from latentlab.evaluation import reconstruction_metrics
 from latentlab.experiments import shared
-from latentlab.models import AUTOENCODERS, Autoencoder, resolve_encoder
+from latentlab.models import AUTOENCODERS, Autoencoder, resolve_family
 from latentlab.plots import plot_image_rows
 
 
@@ -21,10 +20,7 @@ def reconstruction_step(model: Autoencoder, images: Tensor, labels: Tensor) -> d
 
 
 def build(config: Config, image_shape: tuple[int, int, int]) -> Autoencoder:
-    encoder = resolve_encoder(config.encoder, image_shape)
-    if encoder not in AUTOENCODERS:
-        raise UserError(f"--encoder {encoder} is not available for the autoencoder; "
-                        f"choose {', '.join(AUTOENCODERS)} or auto")
+    encoder = resolve_family(AUTOENCODERS, config.encoder, image_shape, "the autoencoder")
     torch.manual_seed(config.seed)
     return AUTOENCODERS[encoder](image_shape, latent_dim=config.latent_dim)
 

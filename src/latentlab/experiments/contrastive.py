@@ -23,7 +23,7 @@ from latentlab.errors import UserError
 from latentlab.evaluation import pair_distances, pair_metrics
 from latentlab.experiments import shared
 from latentlab.losses import margin_contrastive_loss, supcon_loss
-from latentlab.models import CONTRASTIVE_MODELS, ContrastiveModel, resolve_encoder
+from latentlab.models import CONTRASTIVE_MODELS, ContrastiveModel, resolve_family
 from latentlab.pairs import balanced_pairs
 from latentlab.plots import plot_distance_histograms
 from latentlab.training import TrainStep
@@ -46,10 +46,7 @@ def augmentation_name(config: Config, image_shape: tuple[int, int, int]) -> str:
 
 
 def build(config: Config, image_shape: tuple[int, int, int]) -> ContrastiveModel:
-    encoder = resolve_encoder(config.encoder, image_shape)
-    if encoder not in CONTRASTIVE_MODELS:
-        raise UserError(f"--encoder {encoder} is not available for {config.experiment}; "
-                        f"choose {', '.join(CONTRASTIVE_MODELS)} or auto")
+    encoder = resolve_family(CONTRASTIVE_MODELS, config.encoder, image_shape, config.experiment)
     projection_dim = 0 if config.experiment == "contrastive" else PROJECTION_DIM
     options: dict[str, Any] = {}
     if config.width and encoder != "mlp":

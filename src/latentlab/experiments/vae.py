@@ -23,16 +23,13 @@ from latentlab.losses import (
     negative_elbo,
     reparameterize,
 )
-from latentlab.models import VAES, Autoencoder, VariationalAutoencoder, resolve_encoder
+from latentlab.models import VAES, Autoencoder, VariationalAutoencoder, resolve_family
 from latentlab.plots import plot_image_rows
 from latentlab.training import fit, steps_per_epoch
 
 
 def build(config: Config, image_shape: tuple[int, int, int]) -> VariationalAutoencoder:
-    encoder = resolve_encoder(config.encoder, image_shape)
-    if encoder not in VAES:
-        raise UserError(f"--encoder {encoder} is not available for the VAE; "
-                        f"choose {', '.join(VAES)} or auto")
+    encoder = resolve_family(VAES, config.encoder, image_shape, "the VAE")
     torch.manual_seed(config.seed)
     return VAES[encoder](image_shape, latent_dim=config.latent_dim)
 
