@@ -8,6 +8,7 @@ from latentlab.evaluation import (
     embedding_metrics,
     knn_accuracy,
     linear_probe_accuracy,
+    one_per_class,
     psnr,
     reconstruction_metrics,
 )
@@ -68,3 +69,9 @@ def test_psnr_known_value() -> None:
     metrics = reconstruction_metrics(estimate, target)
     assert metrics["reconstruction_mse"] == pytest.approx(0.01)
     assert metrics["reconstruction_psnr"] == pytest.approx(20.0)
+
+
+def test_one_per_class_shows_every_class_of_a_sorted_test_set() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    assert one_per_class(labels, 5).tolist() == [0, 3, 5, 1, 4]
+    assert sorted(one_per_class(labels, 100).tolist()) == list(range(8))

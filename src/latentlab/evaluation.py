@@ -61,6 +61,19 @@ def subsample(n: int, limit: int, seed: int = 0) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
 
 
+def one_per_class(labels: Tensor, n: int) -> Tensor:
+    """Indices of up to n examples: the first of each class in turn, so figures show every
+    class even when a test set is sorted by class. labels (N,) -> (min(n, N),)."""
+    order = torch.argsort(labels, stable=True)
+    rank_in_class = torch.empty_like(order)
+    counts = torch.bincount(labels)
+    starts = torch.cumsum(counts, 0) - counts
+    rank_in_class[order] = torch.arange(len(labels)) - starts[labels[order]]
+    # sort by (rank within class, class): 1st of every class, then 2nd of every class, ...
+    key = rank_in_class * (int(labels.max()) + 1 if len(labels) else 1) + labels
+    return torch.argsort(key, stable=True)[:n]
+
+
 def embedding_metrics(train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor,
                       distance_sample: int = 2000, seed: int = 0) -> dict[str, float]:
     """The shared embedding report: kNN, linear probe, silhouette, class distances."""

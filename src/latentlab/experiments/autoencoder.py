@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from latentlab.config import Config
-from latentlab.evaluation import reconstruction_metrics
+from latentlab.evaluation import one_per_class, reconstruction_metrics
 from latentlab.experiments import shared
 from latentlab.models import AUTOENCODERS, Autoencoder, resolve_family
 from latentlab.plots import plot_image_rows
@@ -35,7 +35,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
         reconstructions = torch.cat([model.reconstruct(test[i: i + 500]).cpu()
                                      for i in range(0, len(test), 500)])
     metrics.update(reconstruction_metrics(reconstructions, test.float() / 255))
-    shown = torch.arange(min(12, len(test)))
+    shown = one_per_class(data.test_labels, 12)
     plot_image_rows([test[shown].float() / 255, reconstructions[shown]],
                     ["original", "reconstruction"],
                     config.run_dir / "autoencoder_reconstructions.png",
