@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, help="quick checks only")
     parser.add_argument("--test-limit", type=int, help="quick checks only")
     parser.add_argument("--tsne-points", type=int, default=2000)
+    parser.add_argument("--json", default=str(ROOT / "results" / "embeddings.json"),
+                        help="where the table is written as JSON")
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
@@ -137,7 +139,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    out = ROOT / "results" / "embeddings.json"
+    out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"processor": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
