@@ -43,6 +43,24 @@ def test_two_processes_match_one_and_write_one_set_of_files(tmp_path: Path, case
     assert two.stdout.count("results written to") == 1
 
 
+@pytest.mark.parametrize("args", [
+    ["train", "separator", "--model", "unet"],  # trains outside experiments.shared.train
+    ["train", "vae", "--tsne-points", "50"],  # trains a plain autoencoder after the VAE
+], ids=["separator", "vae"])
+def test_experiments_that_train_twice_or_alone_run_under_torchrun(tmp_path: Path,
+                                                                  args: list[str]) -> None:
+    args = [*args, "--dataset", "digits", "--epochs", "1", "--batch-size", "64",
+            "--train-limit", "256", "--test-limit", "64"]
+    two = run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "latentlab"], args, tmp_path / "two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run([sys.executable, "-m", "latentlab"], args, tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    files = sorted(p.name for p in (tmp_path / "two").rglob("*") if p.is_file())
+    assert files == sorted(p.name for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert two.stdout.count("results written to") == 1
+
+
 def supcon_gradient_in_process(rank: int, port: int, z: torch.Tensor, labels: torch.Tensor,
                                out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,

@@ -31,8 +31,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+# Set once the distributed part of a run is over: what follows runs in the first process alone.
+_finished = False
+
+
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _finished
 
 
 def setup(device_name: str) -> torch.device:
@@ -54,6 +58,14 @@ def setup(device_name: str) -> torch.device:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def finish() -> None:
+    """Leave the process group after the main training: evaluation, and any helper model
+    an experiment trains for comparison, then run in the first process alone."""
+    global _finished
+    cleanup()
+    _finished = True
 
 
 def shard(batch: Tensor) -> Tensor:

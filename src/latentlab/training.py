@@ -125,7 +125,8 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
     on_epoch_start(epoch) runs before each epoch's batches (e.g. to draw fresh mixture pairs);
     on_epoch_end(epoch, record) after its test evaluation and checkpoint (e.g. to keep the
     best weights). train_images/labels may be tensors or views that index like them.
-    Under torchrun every process runs this; process 0 alone writes and reports."""
+    Under torchrun every process trains; process 0 alone writes, reports and calls
+    on_epoch_end, and the others exit when training ends."""
     device = distributed.setup(config.device)
     distributed.check_batch_size(config.batch_size)
     main = distributed.is_main()
@@ -246,13 +247,17 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             epoch, start_step = epoch + 1, 0
             epoch_generator_state = order_generator.get_state()
             save(epoch, 0, epoch_generator_state, partial)
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and main:
                 on_epoch_end(epoch, record)
             if result.stopped_early:
                 if main:
                     print(f"time budget of {config.time_budget} min reached after {epoch} epochs")
                 break
     model.eval()
+    if distributed.launched_by_torchrun():
+        distributed.finish()
+        if not main:  # evaluation and every file are the first process's work
+            raise SystemExit(0)
     return result
 
 

@@ -13,6 +13,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
+from latentlab import distributed
 from latentlab.checkpoint import model_record, read_checkpoint, save_atomic, write_json_atomic
 from latentlab.config import Config
 from latentlab.data import MixturePairs, fixed_test_mixtures, training_mixtures
@@ -156,10 +157,12 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
           "test images")
     model = build(config, data.image_shape)
     torch.manual_seed(config.seed)
-    run_dir = shared.start_run(config)
-    print(f"training {config.model} ({type(model).__name__}, "
-          f"{shared.num_parameters(model):,} parameters) on {pick_device(config.device)}; "
-          f"results in {run_dir}/")
+    run_dir = config.run_dir
+    if distributed.is_main():
+        shared.start_run(config)
+        print(f"training {config.model} ({type(model).__name__}, "
+              f"{shared.num_parameters(model):,} parameters) on {pick_device(config.device)}; "
+              f"results in {run_dir}/")
     variational = isinstance(model, TwoDecoderVAESeparator)
     best = BestWeights(model, config, run_dir / "best_separator.pth", resume)
     # the views index like tensors: the loop reads mixtures as images and sources as labels

@@ -53,21 +53,16 @@ def start_run(config: Config) -> Path:
 
 def train(model: ImageModel, config: Config, data: ImageData, train_step: TrainStep,
           eval_step: EvalStep, resume: bool) -> TrainResult:
-    """Train with the shared loop. Under torchrun, processes other than the first exit
-    after training: evaluation and every file are the first process's work."""
+    """Record the run and train it with the shared loop."""
     torch.manual_seed(config.seed)
     run_dir = config.run_dir
     if distributed.is_main():
         start_run(config)
         print(f"training {type(model).__name__} ({num_parameters(model):,} parameters) on "
               f"{pick_device(config.device)}; results in {run_dir}/")
-    result = fit(model, config, data.train_images, data.train_labels, data.test_images,
-                 data.test_labels, train_step, eval_step, run_dir / "checkpoint.pth",
-                 resume=resume)
-    if not distributed.is_main():
-        distributed.cleanup()
-        raise SystemExit(0)
-    return result
+    return fit(model, config, data.train_images, data.train_labels, data.test_images,
+               data.test_labels, train_step, eval_step, run_dir / "checkpoint.pth",
+               resume=resume)
 
 
 def num_parameters(model: torch.nn.Module) -> int:
