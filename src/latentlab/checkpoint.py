@@ -7,6 +7,8 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,48 +23,41 @@ FORMAT = "latentlab"
 FORMAT_VERSION = 1
 
 
-def atomic_path(path: Path) -> Path:
-    """A temporary file beside path; os.replace onto path is then atomic."""
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside path; when the block ends without error it replaces
+    path in one step, so path never holds a half-written file. The temporary file is
+    removed whatever happens."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     os.chmod(name, 0o666 & ~UMASK)  # mkstemp's 0600 would make results private to their writer
-    return Path(name)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
     """torch.save that never leaves a half-written file at path."""
-    path = Path(path)
-    tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_npz_atomic(path: str | Path, **arrays: Any) -> None:
     """numpy.savez that never leaves a half-written file at path."""
     import numpy as np
 
-    path = Path(path)
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:
-    path = Path(path)
-    tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(obj: Any, path: str | Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentlab.checkpoint import atomic_path, load, write_json_atomic, write_text_atomic
+from latentlab.checkpoint import atomic_write, load, write_json_atomic, write_text_atomic
 from latentlab.data import IMAGE_SUFFIXES, decode_image, folder_entries, load_dataset, visible
 from latentlab.errors import UserError
 
@@ -109,12 +109,8 @@ def write_projector_tsv(embeddings: np.ndarray, labels: np.ndarray, class_names:
     Numbers are written with %.9g, enough digits to read back the same float32 values."""
     vectors = folder / "vectors.tsv"
     metadata = folder / "metadata.tsv"
-    tmp = atomic_path(vectors)
-    try:
+    with atomic_write(vectors) as tmp:
         np.savetxt(tmp, np.asarray(embeddings, dtype=np.float32), fmt="%.9g", delimiter="\t")
-        tmp.replace(vectors)
-    finally:
-        tmp.unlink(missing_ok=True)
     rows = ["label\tclass\tname"]
     for label, name in zip(labels.tolist(), names):
         kind = class_names[label] if 0 <= label < len(class_names) else ""
@@ -132,13 +128,8 @@ def read_projector_tsv(folder: Path) -> tuple[np.ndarray, list[dict[str, str]]]:
 
 
 def save_npy(array: np.ndarray, path: Path) -> None:
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 def export_embeddings(checkpoint: str | Path, source: str, out: str | Path, split: str = "test",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,17 +15,14 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from latentlab.checkpoint import atomic_path  # noqa: E402
+from latentlab.checkpoint import atomic_write  # noqa: E402
 
 
 def save_figure(figure: Figure, path: str | Path) -> None:
-    path = Path(path)
-    tmp = atomic_path(path.with_suffix(".png"))
     try:
-        figure.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            figure.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(figure)
 
 
@@ -129,12 +125,8 @@ def save_image(image: Tensor, path: str | Path) -> None:
     pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().byte()
     array = pixels.permute(1, 2, 0).numpy()
     picture = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    tmp = atomic_path(path.with_suffix(".png"))
-    try:
+    with atomic_write(path) as tmp:
         picture.save(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def plot_distance_histograms(panels: Sequence[dict], path: str | Path, title: str) -> None:
