@@ -58,6 +58,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--protocols", default="full,assignment",
                         help="comma-separated: full and/or assignment")
     parser.add_argument("--dataset", default=DATASET, help="default: the CIFAR-10 JPEG copy")
+    parser.add_argument("--width", type=int, default=0,
+                        help="channels of the first layer (0: each model's default)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
@@ -73,7 +75,7 @@ def run_one(args: argparse.Namespace, model: str, protocol: str) -> dict:
     # epochs is a ceiling: the time budget ends the run; warm-up is ~2% of it
     config = Config(experiment="separator", model=model, protocol=protocol,
                     dataset=args.dataset, epochs=500, warmup_epochs=10.0,
-                    batch_size=args.batch_size, learning_rate=args.learning_rate,
+                    width=args.width, batch_size=args.batch_size, learning_rate=args.learning_rate,
                     seed=args.seed, device=args.device, time_budget=args.minutes,
                     train_limit=args.train_limit, test_limit=args.test_limit,
                     out=str(Path(args.out) / f"separation_runs_{protocol}")).validate()

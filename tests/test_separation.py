@@ -9,6 +9,7 @@ from PIL import Image
 import latentlab
 from latentlab.checkpoint import model_record, save_atomic
 from latentlab.cli import main
+from latentlab.config import Config
 from latentlab.data import (
     MixturePairs,
     distinct_pairs,
@@ -16,6 +17,7 @@ from latentlab.data import (
     random_partners,
     training_mixtures,
 )
+from latentlab.experiments import separation
 from latentlab.models import SEPARATORS, MLPAutoencoder
 
 
@@ -132,6 +134,15 @@ def trained_unet(tmp_path_factory):
         torch.set_num_threads(threads)
     assert code == 0
     return out / "separation"
+
+
+@pytest.mark.parametrize("name", ["unet", "resunet", "two-decoder-ae"])
+def test_width_option_sets_the_separator_width(name):
+    default = separation.build(Config(experiment="separator", model=name), (3, 32, 32))
+    narrow = separation.build(Config(experiment="separator", model=name, width=8), (3, 32, 32))
+    assert narrow.hparams()["width"] == 8 != default.hparams()["width"]
+    assert sum(p.numel() for p in narrow.parameters()) < sum(
+        p.numel() for p in default.parameters())
 
 
 def test_separator_run_writes_its_results(trained_unet):

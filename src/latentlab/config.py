@@ -57,8 +57,8 @@ class Config:
         "auto", "batch augmentation: none, light (flips, 4-pixel shifts) or simclr (crops, flips, "
         "colour jitter, greyscale); auto: simclr for simclr, light for colour images, else none",
         used_by=CONTRASTIVE, choices=("auto", "none", "light", "simclr"))
-    width: int = option(0, "channels of the first conv layer (0: the encoder's own default)",
-                        used_by=CONTRASTIVE)
+    width: int = option(0, "channels of the first conv layer (0: the model's own default)",
+                        used_by=CONTRASTIVE + ("separator",))
     # variational autoencoder
     beta: float = option(1.0, "weight of the KL term", used_by=("vae", "separator"))
     kl_warmup_epochs: float = option(0.0, "epochs over which the KL weight ramps up from 0",

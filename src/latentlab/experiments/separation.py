@@ -35,7 +35,8 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> Separator:
     if config.model not in SEPARATORS:
         raise UserError(f"--model must be one of {', '.join(SEPARATORS)}, not {config.model!r}")
     torch.manual_seed(config.seed)
-    return SEPARATORS[config.model](image_shape)
+    options = {"width": config.width} if config.width else {}
+    return SEPARATORS[config.model](image_shape, **options)
 
 
 def as_sources(sources: Tensor) -> tuple[Tensor, Tensor]:
