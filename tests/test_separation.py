@@ -17,7 +17,7 @@ from latentlab.data import (
     random_partners,
     training_mixtures,
 )
-from latentlab.experiments import separation
+from latentlab.experiments import separation, shared
 from latentlab.models import SEPARATORS, MLPAutoencoder
 
 
@@ -141,8 +141,7 @@ def test_width_option_sets_the_separator_width(name):
     default = separation.build(Config(experiment="separator", model=name), (3, 32, 32))
     narrow = separation.build(Config(experiment="separator", model=name, width=8), (3, 32, 32))
     assert narrow.hparams()["width"] == 8 != default.hparams()["width"]
-    assert sum(p.numel() for p in narrow.parameters()) < sum(
-        p.numel() for p in default.parameters())
+    assert shared.num_parameters(narrow) < shared.num_parameters(default)
 
 
 def test_separator_run_writes_its_results(trained_unet):
