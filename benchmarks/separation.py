@@ -10,6 +10,10 @@ minutes 17.4, BASIS ~19-20; target >= 21.0 with the full protocol.
     python benchmarks/separation.py --minutes 15                       # every model, both protocols
     python benchmarks/separation.py --minutes 180 --models resunet --protocols full
     python benchmarks/separation.py --minutes 0.5 --train-limit 2000   # smoke check
+    # train a finished run further (fresh schedule); the curve continues the earlier one
+    python benchmarks/separation.py --minutes 100 --models unet --protocols full \
+        --learning-rate 1e-3 --init-from \
+        benchmarks/results/separation_runs_full/separation/unet/separator_model.pth
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-limit", type=int, default=None, help="for smoke checks only")
     parser.add_argument("--test-limit", type=int, default=None, help="for smoke checks only")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--init-from", default=None,
+                        help="start from this separator_model.pth (one model, one protocol); "
+                             "results go to separation_runs_<protocol>_continued/")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     return parser.parse_args()
 
@@ -78,11 +85,21 @@ def run_one(args: argparse.Namespace, model: str, protocol: str) -> dict:
                     width=args.width, batch_size=args.batch_size, learning_rate=args.learning_rate,
                     seed=args.seed, device=args.device, time_budget=args.minutes,
                     train_limit=args.train_limit, test_limit=args.test_limit,
-                    out=str(Path(args.out) / f"separation_runs_{protocol}")).validate()
+                    init_from=args.init_from,
+                    out=str(Path(args.out) / f"separation_runs_{protocol}"
+                            f"{'_continued' if args.init_from else ''}")).validate()
     started = time.perf_counter()
     metrics = separation.run(config)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
     return metrics
+
+
+def total_curve(row: dict) -> list[list[float]]:
+    """PSNR against training time since the very first epoch: a continued run's curve comes
+    after the curve of the run it started from."""
+    earlier = row.get("initialised_from", {})
+    offset = earlier.get("train_seconds", 0.0)
+    return earlier.get("psnr_vs_time", []) + [[t + offset, p] for t, p in row["psnr_vs_time"]]
 
 
 def print_table(rows: list[dict]) -> None:
@@ -98,18 +115,28 @@ def print_table(rows: list[dict]) -> None:
         print(f"{'returning the mixture':<27} {'':>9} {'':>8} {'':>6} "
               f"{rows[0]['baseline_average_psnr']:>8.2f} {rows[0]['baseline_average_ssim']:>6.3f}")
     print("anchors: " + ", ".join(f"{k} {v:.1f} dB" for k, v in ANCHORS.items()))
-    print("\nPSNR (dB) against training time (s), after each epoch:")
     for r in rows:
-        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in r["psnr_vs_time"])
+        if "initialised_from" in r:
+            earlier = r["initialised_from"]
+            print(f"{r['model']} continued {earlier['path']}: trained "
+                  f"{earlier.get('train_seconds', 0):.0f} s before, "
+                  f"{earlier.get('test_psnr', float('nan')):.2f} dB; "
+                  f"{earlier.get('train_seconds', 0) + r['train_seconds']:.0f} s in all")
+    print("\nPSNR (dB) against training time (s) since the first epoch, after each epoch:")
+    for r in rows:
+        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in total_curve(r))
         print(f"  {r['model']} ({r['protocol']}): {curve}")
 
 
 def plot_curves(rows: list[dict], path: Path) -> None:
     figure, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
-        times = [t / 60 for t, _ in r["psnr_vs_time"]]
-        ax.plot(times, [p for _, p in r["psnr_vs_time"]], "-o", markersize=3,
+        curve = total_curve(r)
+        ax.plot([t / 60 for t, _ in curve], [p for _, p in curve], "-o", markersize=3,
                 label=f"{r['model']} ({r['protocol']})")
+        if "initialised_from" in r:
+            ax.axvline(r["initialised_from"].get("train_seconds", 0) / 60, ls="--", lw=1,
+                       color="grey")
     for name, value in ANCHORS.items():
         ax.axhline(value, ls=":", lw=1, color="grey")
         ax.text(0, value, name, fontsize=7, va="bottom", color="grey")
@@ -130,6 +157,10 @@ def main() -> int:
     if unknown or not set(protocols) <= {"full", "assignment"}:
         print(f"unknown model or protocol: {unknown or protocols}", file=sys.stderr)
         return 2
+    if args.init_from and len(models) * len(protocols) != 1:
+        print("--init-from continues one run: give one --models and one --protocols",
+              file=sys.stderr)
+        return 2
     rows = []
     for protocol in protocols:
         for model in models:
@@ -143,14 +174,16 @@ def main() -> int:
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "device": rows[0]["device"] if rows else None,
                     "torch": torch.__version__, "python": platform.python_version()},
-        "minutes_per_run": args.minutes, "batch_size": args.batch_size,
+        "minutes_per_run": args.minutes, "init_from": args.init_from,
+        "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "seed": args.seed,
         "train_limit": args.train_limit, "test_limit": args.test_limit,
         "anchors_db": ANCHORS, "runs": rows,
     }
-    write_json_atomic(result, out / "separation.json")
-    plot_curves(rows, out / "separation_curve.png")
-    print(f"\nwrote {out / 'separation.json'} and {out / 'separation_curve.png'}")
+    name = "separation-continued" if args.init_from else "separation"
+    write_json_atomic(result, out / f"{name}.json")
+    plot_curves(rows, out / f"{name}_curve.png")
+    print(f"\nwrote {out / f'{name}.json'} and {out / f'{name}_curve.png'}")
     return 0
 
 

@@ -17,6 +17,7 @@ from latentlab.data import (
     random_partners,
     training_mixtures,
 )
+from latentlab.errors import UserError
 from latentlab.experiments import separation, shared
 from latentlab.models import SEPARATORS, MLPAutoencoder
 
@@ -144,6 +145,38 @@ def test_width_option_sets_the_separator_width(name):
     assert shared.num_parameters(narrow) < shared.num_parameters(default)
 
 
+def saved_separator(path, width, seed, **metrics):
+    model = separation.build(Config(experiment="separator", width=width, seed=seed), (3, 16, 16))
+    save_atomic(model_record(model, {}, metrics=metrics), path)
+    return model
+
+
+def test_init_from_copies_the_weights_of_a_finished_separator(tmp_path):
+    earlier = saved_separator(tmp_path / "earlier.pth", 8, seed=1, train_seconds=60.0,
+                              test_psnr=20.5, psnr_vs_time=[[60.0, 20.5]], test_ssim=0.7)
+    model = separation.build(Config(experiment="separator", width=8, seed=2), (3, 16, 16))
+    assert not torch.equal(model.head.weight, earlier.head.weight)
+    record = separation.warm_start(model, tmp_path / "earlier.pth")
+    for name, value in earlier.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    assert record == {"path": str(tmp_path / "earlier.pth"), "train_seconds": 60.0,
+                      "test_psnr": 20.5, "psnr_vs_time": [[60.0, 20.5]]}
+
+
+def test_init_from_refuses_another_architecture_or_a_missing_file(tmp_path):
+    saved_separator(tmp_path / "narrow.pth", 8, seed=0)
+    wider = separation.build(Config(experiment="separator", width=16), (3, 16, 16))
+    with pytest.raises(UserError, match="--width"):
+        separation.warm_start(wider, tmp_path / "narrow.pth")
+    autoencoder = MLPAutoencoder((3, 16, 16), latent_dim=4)
+    save_atomic(model_record(autoencoder, {}), tmp_path / "autoencoder.pth")
+    narrow = separation.build(Config(experiment="separator", width=8), (3, 16, 16))
+    with pytest.raises(UserError, match="MLPAutoencoder"):
+        separation.warm_start(narrow, tmp_path / "autoencoder.pth")
+    with pytest.raises(UserError, match="--init-from .* does not exist"):
+        Config(experiment="separator", init_from=str(tmp_path / "missing.pth")).validate()
+
+
 def test_separator_run_writes_its_results(trained_unet):
     run = trained_unet / "unet"
     for name in ("metrics.json", "separation_loss.png", "separation_examples.png",
@@ -162,6 +195,20 @@ def test_unet_trained_briefly_on_digits_beats_returning_the_mixture(trained_unet
     metrics = json.loads((trained_unet / "unet" / "metrics.json").read_text())
     assert metrics["test_psnr"] > metrics["baseline_average_psnr"] + 0.5
     assert metrics["test_ssim"] > metrics["baseline_average_ssim"]
+
+
+def test_a_finished_run_trains_further_from_its_weights(trained_unet, tmp_path):
+    earlier = json.loads((trained_unet / "unet" / "metrics.json").read_text())
+    arguments = ["train", "separator", "--dataset", "digits", "--epochs", "1",
+                 "--learning-rate", "1e-4", "--test-limit", "80"]
+    assert main([*arguments, "--out", str(tmp_path / "fresh")]) == 0
+    assert main([*arguments, "--out", str(tmp_path / "continued"), "--init-from",
+                 str(trained_unet / "unet" / "separator_model.pth")]) == 0
+    fresh, continued = (json.loads((tmp_path / name / "separation" / "unet" / "metrics.json")
+                                   .read_text()) for name in ("fresh", "continued"))
+    assert continued["initialised_from"]["test_psnr"] == earlier["test_psnr"]
+    assert continued["initialised_from"]["train_seconds"] == earlier["train_seconds"]
+    assert continued["test_psnr"] > fresh["test_psnr"] + 0.5
 
 
 def test_loaded_separator_reproduces_the_mixture(trained_unet):

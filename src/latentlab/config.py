@@ -67,6 +67,10 @@ class Config:
     model: str = option("unet", "separator architecture", used_by=("separator",))
     protocol: str = option("full", "assignment (1,000 images, 45,000 pairs) or full",
                            used_by=("separator",), choices=("assignment", "full"))
+    init_from: str | None = option(
+        None, "start from the weights of this separator_model.pth (same --model and --width) "
+        "with a fresh optimiser and schedule: train further after a finished run",
+        used_by=("separator",))
     out: str = option("results", "folder that results are written under")
     tensorboard: bool = option(False, "also write training curves as TensorBoard event files "
                                "(needs pip install 'latentlab[tensorboard]')")
@@ -102,6 +106,9 @@ class Config:
             raise UserError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         if not self.dataset:
             raise UserError("--dataset must not be empty")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise UserError(f"--init-from {self.init_from} does not exist; give the "
+                            "separator_model.pth of a finished run")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,13 @@ import torch
 from torch import Tensor
 
 from latentlab import distributed
-from latentlab.checkpoint import model_record, read_checkpoint, save_atomic, write_json_atomic
+from latentlab.checkpoint import (
+    load,
+    model_record,
+    read_checkpoint,
+    save_atomic,
+    write_json_atomic,
+)
 from latentlab.config import Config
 from latentlab.data import MixturePairs, fixed_test_mixtures, training_mixtures
 from latentlab.errors import UserError
@@ -37,6 +43,21 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> Separator:
     torch.manual_seed(config.seed)
     options = {"width": config.width} if config.width else {}
     return SEPARATORS[config.model](image_shape, **options)
+
+
+def warm_start(model: Separator, path: str | Path) -> dict[str, Any]:
+    """Copy the weights of the finished separator at path into model (same class and
+    hyperparameters) and return what that file says about its own training."""
+    saved = load(path)
+    if type(saved) is not type(model) or saved.hparams() != model.hparams():
+        raise UserError(
+            f"--init-from {path} holds a {type(saved).__name__} {saved.hparams()}, but this run "
+            f"builds a {type(model).__name__} {model.hparams()}; give the --model, --width and "
+            "--dataset it was trained with")
+    model.load_state_dict(saved.state_dict())
+    earlier = read_checkpoint(path, "model").get("metrics", {})
+    return {"path": str(path), **{key: earlier[key] for key in (
+        "train_seconds", "epochs", "test_psnr", "psnr_vs_time") if key in earlier}}
 
 
 def as_sources(sources: Tensor) -> tuple[Tensor, Tensor]:
@@ -157,6 +178,11 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
           f"{len(train.images):,} images{fresh}; {len(test):,} test mixtures of distinct "
           "test images")
     model = build(config, data.image_shape)
+    initialised_from = warm_start(model, config.init_from) if config.init_from else None
+    if initialised_from:
+        print(f"starting from the weights of {config.init_from} (trained "
+              f"{initialised_from.get('train_seconds', 0) / 60:.0f} min, test PSNR "
+              f"{initialised_from.get('test_psnr', float('nan')):.2f} dB)")
     torch.manual_seed(config.seed)
     run_dir = config.run_dir
     if distributed.is_main():
@@ -177,6 +203,8 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     best.restore()
     metrics = evaluate(model, test, config)
     metrics.update({"best_epoch": best.epoch, "psnr_vs_time": psnr_curve(result.history)})
+    if initialised_from:
+        metrics["initialised_from"] = initialised_from
     plot_examples(model, test, metrics, config)
     metrics = shared.finish(model, config, data, result, "separation", metrics,
                             loss_keys=("loss", "psnr"), model_name="separator",
