@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from latentlab.checkpoint import write_json_atomic  # noqa: E402
 from latentlab.config import Config  # noqa: E402
+from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation  # noqa: E402
 from latentlab.models import SEPARATORS  # noqa: E402
 from latentlab.plots import plt, save_figure  # noqa: E402
@@ -165,7 +166,11 @@ def main() -> int:
     for protocol in protocols:
         for model in models:
             print(f"\n=== {model}, {protocol} protocol, {args.minutes:g} min ===", flush=True)
-            rows.append(run_one(args, model, protocol))
+            try:
+                rows.append(run_one(args, model, protocol))
+            except UserError as error:
+                print(f"separation benchmark: error: {error}", file=sys.stderr)
+                return 2
     print_table(rows)
     out = Path(args.out)
     result = {

@@ -100,9 +100,13 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
     `.sample(n)` or `.separate(mixtures)`; images are float (N, C, H, W) tensors in [0, 1]
     at any size and channel count (they are converted to what the model was trained on).
     """
+    return rebuild(read_checkpoint(path, "model"), path).to(device).eval()
+
+
+def rebuild(saved: dict[str, Any], path: str | Path) -> Any:
+    """The model that a record read from path by read_checkpoint describes, with its weights."""
     from latentlab.models import MODELS
 
-    saved = read_checkpoint(path, "model")
     if saved.get("kind") != "model":
         raise UserError(f"{path} is a training checkpoint, not a finished model; "
                         "load the <name>_model.pth file beside it")
@@ -116,4 +120,4 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
         raise UserError(f"{path}: weights do not fit {cls.__name__} ({error})") from None
     model.config = saved.get("config", {})
     model.class_names = saved.get("class_names", [])
-    return model.to(device).eval()
+    return model

@@ -15,9 +15,9 @@ from torch import Tensor
 
 from latentlab import distributed
 from latentlab.checkpoint import (
-    load,
     model_record,
     read_checkpoint,
+    rebuild,
     save_atomic,
     write_json_atomic,
 )
@@ -48,14 +48,15 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> Separator:
 def warm_start(model: Separator, path: str | Path) -> dict[str, Any]:
     """Copy the weights of the finished separator at path into model (same class and
     hyperparameters) and return what that file says about its own training."""
-    saved = load(path)
-    if type(saved) is not type(model) or saved.hparams() != model.hparams():
+    saved = read_checkpoint(path, "model")
+    finished = rebuild(saved, path)
+    if type(finished) is not type(model) or finished.hparams() != model.hparams():
         raise UserError(
-            f"--init-from {path} holds a {type(saved).__name__} {saved.hparams()}, but this run "
-            f"builds a {type(model).__name__} {model.hparams()}; give the --model, --width and "
-            "--dataset it was trained with")
-    model.load_state_dict(saved.state_dict())
-    earlier = read_checkpoint(path, "model").get("metrics", {})
+            f"--init-from {path} holds a {type(finished).__name__} {finished.hparams()}, but "
+            f"this run builds a {type(model).__name__} {model.hparams()}; give the --model, "
+            "--width and --dataset it was trained with")
+    model.load_state_dict(finished.state_dict())
+    earlier = saved.get("metrics", {})
     return {"path": str(path), **{key: earlier[key] for key in (
         "train_seconds", "epochs", "test_psnr", "psnr_vs_time") if key in earlier}}
 
