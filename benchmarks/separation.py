@@ -10,6 +10,9 @@ minutes 17.4, BASIS ~19-20; target >= 21.0 with the full protocol.
     python benchmarks/separation.py --minutes 15                       # every model, both protocols
     python benchmarks/separation.py --minutes 180 --models resunet --protocols full
     python benchmarks/separation.py --minutes 0.5 --train-limit 2000   # smoke check
+    # grow the trained U-Net by two residual blocks at 4x4 and train it further
+    python benchmarks/separation.py --minutes 100 --models unet --protocols full \
+        --bottleneck-blocks 2 --init-from <separator_model.pth>
     # train a finished run further (fresh schedule); the curve continues the earlier one
     python benchmarks/separation.py --minutes 100 --models unet --protocols full \
         --learning-rate 1e-3 --init-from \
@@ -65,6 +68,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dataset", default=DATASET, help="default: the CIFAR-10 JPEG copy")
     parser.add_argument("--width", type=int, default=0,
                         help="channels of the first layer (0: each model's default)")
+    parser.add_argument("--bottleneck-blocks", type=int, default=0,
+                        help="residual blocks added at the U-Net's lowest resolution; with "
+                             "--init-from, the trained U-Net grows into the deeper one")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
@@ -79,16 +85,24 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def suffix(args: argparse.Namespace, sep: str) -> str:
+    """Names of a continued or deeper run's files, so they never overwrite the plain run's."""
+    parts = (["continued"] if args.init_from else []) + (
+        [f"bottleneck{args.bottleneck_blocks}"] if args.bottleneck_blocks else [])
+    return "".join(sep + part for part in parts)
+
+
 def run_one(args: argparse.Namespace, model: str, protocol: str) -> dict:
     # epochs is a ceiling: the time budget ends the run; warm-up is ~2% of it
     config = Config(experiment="separator", model=model, protocol=protocol,
                     dataset=args.dataset, epochs=500, warmup_epochs=10.0,
-                    width=args.width, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                    width=args.width, bottleneck_blocks=args.bottleneck_blocks,
+                    batch_size=args.batch_size, learning_rate=args.learning_rate,
                     seed=args.seed, device=args.device, time_budget=args.minutes,
                     train_limit=args.train_limit, test_limit=args.test_limit,
                     init_from=args.init_from,
-                    out=str(Path(args.out) / f"separation_runs_{protocol}"
-                            f"{'_continued' if args.init_from else ''}")).validate()
+                    out=str(Path(args.out) / f"separation_runs_{protocol}{suffix(args, '_')}"),
+                    ).validate()
     started = time.perf_counter()
     metrics = separation.run(config)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -134,7 +148,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     for r in rows:
         curve = total_curve(r)
         ax.plot([t / 60 for t, _ in curve], [p for _, p in curve], "-o", markersize=3,
-                label=f"{r['model']} ({r['protocol']})")
+                label=f"{r['model']} ({r['protocol']}, {r['num_parameters']:,} parameters)")
         if "initialised_from" in r:
             ax.axvline(r["initialised_from"].get("train_seconds", 0) / 60, ls="--", lw=1,
                        color="grey")
@@ -180,12 +194,13 @@ def main() -> int:
                     "device": rows[0]["device"] if rows else None,
                     "torch": torch.__version__, "python": platform.python_version()},
         "minutes_per_run": args.minutes, "init_from": args.init_from,
+        "bottleneck_blocks": args.bottleneck_blocks,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "seed": args.seed,
         "train_limit": args.train_limit, "test_limit": args.test_limit,
         "anchors_db": ANCHORS, "runs": rows,
     }
-    name = "separation-continued" if args.init_from else "separation"
+    name = "separation" + suffix(args, "-")
     write_json_atomic(result, out / f"{name}.json")
     plot_curves(rows, out / f"{name}_curve.png")
     print(f"\nwrote {out / f'{name}.json'} and {out / f'{name}_curve.png'}")

@@ -177,6 +177,37 @@ def test_init_from_refuses_another_architecture_or_a_missing_file(tmp_path):
         Config(experiment="separator", init_from=str(tmp_path / "missing.pth")).validate()
 
 
+def test_a_trained_unet_grows_bottleneck_blocks_without_changing_its_output(tmp_path):
+    earlier = saved_separator(tmp_path / "earlier.pth", 8, seed=1)
+    torch.nn.init.normal_(earlier.head.weight)  # a head that is not near zero
+    save_atomic(model_record(earlier, {}), tmp_path / "earlier.pth")
+    deeper = separation.build(
+        Config(experiment="separator", width=8, bottleneck_blocks=2, seed=2), (3, 16, 16))
+    assert shared.num_parameters(deeper) > shared.num_parameters(earlier)
+    separation.warm_start(deeper, tmp_path / "earlier.pth")
+    m = torch.rand(4, 3, 16, 16)
+    earlier.eval(), deeper.eval()
+    with torch.no_grad():
+        assert torch.allclose(deeper(m)[0], earlier(m)[0], atol=1e-5)
+    save_atomic(model_record(deeper, {}), tmp_path / "deeper.pth")
+    with pytest.raises(UserError, match="may only grow"):
+        separation.warm_start(earlier, tmp_path / "deeper.pth")
+    with pytest.raises(UserError, match="--model unet"):
+        separation.build(Config(experiment="separator", model="resunet", bottleneck_blocks=1),
+                         (3, 16, 16))
+
+
+def test_init_from_twice_records_the_training_since_the_first_run(tmp_path):
+    saved_separator(tmp_path / "second.pth", 8, seed=1, train_seconds=50.0, epochs=2,
+                    test_psnr=21.0, psnr_vs_time=[[20.0, 20.8], [50.0, 21.0]],
+                    initialised_from={"train_seconds": 100.0, "epochs": 3,
+                                      "psnr_vs_time": [[100.0, 20.0]]})
+    model = separation.build(Config(experiment="separator", width=8), (3, 16, 16))
+    record = separation.warm_start(model, tmp_path / "second.pth")
+    assert record["train_seconds"] == 150.0 and record["epochs"] == 5
+    assert record["psnr_vs_time"] == [[100.0, 20.0], [120.0, 20.8], [150.0, 21.0]]
+
+
 def test_separator_run_writes_its_results(trained_unet):
     run = trained_unet / "unet"
     for name in ("metrics.json", "separation_loss.png", "separation_examples.png",

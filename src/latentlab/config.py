@@ -67,8 +67,12 @@ class Config:
     model: str = option("unet", "separator architecture", used_by=("separator",))
     protocol: str = option("full", "assignment (1,000 images, 45,000 pairs) or full",
                            used_by=("separator",), choices=("assignment", "full"))
+    bottleneck_blocks: int = option(
+        0, "residual blocks added at the U-Net's lowest resolution (unet only); with "
+        "--init-from, a trained U-Net grows into the deeper one", used_by=("separator",))
     init_from: str | None = option(
-        None, "start from the weights of this separator_model.pth (same --model and --width) "
+        None, "start from the weights of this separator_model.pth (same --model and --width; "
+        "--bottleneck-blocks may grow) "
         "with a fresh optimiser and schedule: train further after a finished run",
         used_by=("separator",))
     out: str = option("results", "folder that results are written under")
@@ -96,7 +100,8 @@ class Config:
             if not getattr(self, name) > 0:
                 raise UserError(f"--{dashed(name)} must be greater than 0, "
                                 f"not {getattr(self, name)}")
-        for name in ("weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "width"):
+        for name in ("weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "width",
+                     "bottleneck_blocks"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"--{dashed(name)} must be 0 or more, not {getattr(self, name)}")
         if self.time_budget is not None and not self.time_budget > 0:

@@ -705,13 +705,36 @@ class TwoDecoderVAESeparator(TwoDecoderSeparator):
         return z, gaussian_kl(mean, log_variance)
 
 
+class BasicResidualBlock(nn.Module):
+    """Two 3x3 conv-BN with an identity shortcut (He et al. 2016). identity=True zeroes the
+    last BN scale, so the block starts as the identity on non-negative inputs (Goyal et al.
+    2017)."""
+
+    def __init__(self, channels: int, identity: bool = False) -> None:
+        super().__init__()
+        last = nn.BatchNorm2d(channels)
+        if identity:
+            nn.init.zeros_(last.weight)
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, 1, 1, bias=False), last)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x + self.body(x))
+
+
 @register
 class UNetSeparator(Separator):
     """`unet`: the U-Net of Ronneberger et al. (2015) at small width. Two 3x3 conv-BN-ReLU per
-    level, max-pool down, transposed conv up, skips concatenated; 32 -> 16 -> 8 -> 4."""
+    level, max-pool down, transposed conv up, skips concatenated; 32 -> 16 -> 8 -> 4.
+    bottleneck_blocks residual blocks at the lowest resolution add depth where it is cheap;
+    each starts as the identity, so a trained U-Net grows into a deeper one without losing
+    what it learned (--init-from)."""
 
-    def __init__(self, image_shape: tuple[int, int, int], width: int = 32, depth: int = 3) -> None:
-        super().__init__(image_shape, width=width, depth=depth)
+    def __init__(self, image_shape: tuple[int, int, int], width: int = 32, depth: int = 3,
+                 bottleneck_blocks: int = 0) -> None:
+        options = {"bottleneck_blocks": bottleneck_blocks} if bottleneck_blocks else {}
+        super().__init__(image_shape, width=width, depth=depth, **options)
         channels = self.image_shape[0]
         widths = [width * 2**i for i in range(depth + 1)]
         self.depth = depth
@@ -724,6 +747,8 @@ class UNetSeparator(Separator):
         self.merge = nn.ModuleList(
             nn.Sequential(conv_block(2 * widths[i], widths[i]), conv_block(widths[i], widths[i]))
             for i in reversed(range(depth)))
+        self.bottleneck = nn.Sequential(
+            *[BasicResidualBlock(widths[-1], identity=True) for _ in range(bottleneck_blocks)])
         self.head = nn.Conv2d(width, channels, 1)
         small_init(self.head)
 
@@ -735,23 +760,10 @@ class UNetSeparator(Separator):
             x = down(x)
             skips.append(x)
         skips.pop()
+        x = self.bottleneck(x)
         for up, merge in zip(self.up, self.merge):
             x = merge(torch.cat([up(x), skips.pop()], 1))
         return self.head(x)[..., :h, :w], m.new_zeros(len(m))
-
-
-class BasicResidualBlock(nn.Module):
-    """Two 3x3 conv-BN with an identity shortcut (He et al. 2016)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x + self.body(x))
 
 
 class SelfAttention2d(nn.Module):

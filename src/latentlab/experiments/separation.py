@@ -41,24 +41,43 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> Separator:
     if config.model not in SEPARATORS:
         raise UserError(f"--model must be one of {', '.join(SEPARATORS)}, not {config.model!r}")
     torch.manual_seed(config.seed)
-    options = {"width": config.width} if config.width else {}
+    options: dict[str, Any] = {"width": config.width} if config.width else {}
+    if config.bottleneck_blocks:
+        if config.model != "unet":
+            raise UserError(f"--bottleneck-blocks is for --model unet, not {config.model}")
+        options["bottleneck_blocks"] = config.bottleneck_blocks
     return SEPARATORS[config.model](image_shape, **options)
 
 
 def warm_start(model: Separator, path: str | Path) -> dict[str, Any]:
     """Copy the weights of the finished separator at path into model (same class and
-    hyperparameters) and return what that file says about its own training."""
+    hyperparameters, except that a U-Net may grow bottleneck blocks, which start as the
+    identity) and return what that file says about its own training."""
     saved = read_checkpoint(path, "model")
     finished = rebuild(saved, path)
-    if type(finished) is not type(model) or finished.hparams() != model.hparams():
+    old, new = dict(finished.hparams()), dict(model.hparams())
+    grown = new.pop("bottleneck_blocks", 0) >= old.pop("bottleneck_blocks", 0)
+    if type(finished) is not type(model) or old != new or not grown:
         raise UserError(
             f"--init-from {path} holds a {type(finished).__name__} {finished.hparams()}, but "
             f"this run builds a {type(model).__name__} {model.hparams()}; give the --model, "
-            "--width and --dataset it was trained with")
-    model.load_state_dict(finished.state_dict())
+            "--width and --dataset it was trained with (--bottleneck-blocks may only grow)")
+    model.load_state_dict(finished.state_dict(), strict=False)  # new blocks keep their init
+    # totals since the very first run, when that run was itself a continuation
     earlier = saved.get("metrics", {})
-    return {"path": str(path), **{key: earlier[key] for key in (
-        "train_seconds", "epochs", "test_psnr", "psnr_vs_time") if key in earlier}}
+    before = earlier.get("initialised_from", {})
+    offset = before.get("train_seconds", 0.0)
+    record: dict[str, Any] = {"path": str(path)}
+    if "train_seconds" in earlier:
+        record["train_seconds"] = offset + earlier["train_seconds"]
+    if "epochs" in earlier:
+        record["epochs"] = before.get("epochs", 0) + earlier["epochs"]
+    if "test_psnr" in earlier:
+        record["test_psnr"] = earlier["test_psnr"]
+    if "psnr_vs_time" in earlier:
+        record["psnr_vs_time"] = before.get("psnr_vs_time", []) + [
+            [t + offset, psnr] for t, psnr in earlier["psnr_vs_time"]]
+    return record
 
 
 def as_sources(sources: Tensor) -> tuple[Tensor, Tensor]:
