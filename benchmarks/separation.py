@@ -148,7 +148,8 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     for r in rows:
         curve = total_curve(r)
         ax.plot([t / 60 for t, _ in curve], [p for _, p in curve], "-o", markersize=3,
-                label=f"{r['model']} ({r['protocol']}, {r['num_parameters']:,} parameters)")
+                label=f"{r['model']} ({r['protocol']}, "
+                      f"{r['num_parameters']:,} parameters at the end)")
         if "initialised_from" in r:
             ax.axvline(r["initialised_from"].get("train_seconds", 0) / 60, ls="--", lw=1,
                        color="grey")
