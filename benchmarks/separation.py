@@ -92,9 +92,9 @@ def suffix(args: argparse.Namespace, sep: str) -> str:
     return "".join(sep + part for part in parts)
 
 
-def run_one(args: argparse.Namespace, model: str, protocol: str) -> dict:
+def config_for(args: argparse.Namespace, model: str, protocol: str) -> Config:
     # epochs is a ceiling: the time budget ends the run; warm-up is ~2% of it
-    config = Config(experiment="separator", model=model, protocol=protocol,
+    return Config(experiment="separator", model=model, protocol=protocol,
                     dataset=args.dataset, epochs=500, warmup_epochs=10.0,
                     width=args.width, bottleneck_blocks=args.bottleneck_blocks,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -103,18 +103,13 @@ def run_one(args: argparse.Namespace, model: str, protocol: str) -> dict:
                     init_from=args.init_from,
                     out=str(Path(args.out) / f"separation_runs_{protocol}{suffix(args, '_')}"),
                     ).validate()
+
+
+def run_one(config: Config) -> dict:
     started = time.perf_counter()
     metrics = separation.run(config)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
     return metrics
-
-
-def total_curve(row: dict) -> list[list[float]]:
-    """PSNR against training time since the very first epoch: a continued run's curve comes
-    after the curve of the run it started from."""
-    earlier = row.get("initialised_from", {})
-    offset = earlier.get("train_seconds", 0.0)
-    return earlier.get("psnr_vs_time", []) + [[t + offset, p] for t, p in row["psnr_vs_time"]]
 
 
 def print_table(rows: list[dict]) -> None:
@@ -139,14 +134,14 @@ def print_table(rows: list[dict]) -> None:
                   f"{earlier.get('train_seconds', 0) + r['train_seconds']:.0f} s in all")
     print("\nPSNR (dB) against training time (s) since the first epoch, after each epoch:")
     for r in rows:
-        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in total_curve(r))
+        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in separation.curve_since_first_run(r))
         print(f"  {r['model']} ({r['protocol']}): {curve}")
 
 
 def plot_curves(rows: list[dict], path: Path) -> None:
     figure, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
-        curve = total_curve(r)
+        curve = separation.curve_since_first_run(r)
         ax.plot([t / 60 for t, _ in curve], [p for _, p in curve], "-o", markersize=3,
                 label=f"{r['model']} ({r['protocol']}, "
                       f"{r['num_parameters']:,} parameters at the end)")
@@ -178,14 +173,16 @@ def main() -> int:
               file=sys.stderr)
         return 2
     rows = []
-    for protocol in protocols:
-        for model in models:
-            print(f"\n=== {model}, {protocol} protocol, {args.minutes:g} min ===", flush=True)
-            try:
-                rows.append(run_one(args, model, protocol))
-            except UserError as error:
-                print(f"separation benchmark: error: {error}", file=sys.stderr)
-                return 2
+    try:  # every run's options are checked before the first one trains
+        configs = [config_for(args, model, protocol)
+                   for protocol in protocols for model in models]
+        for config in configs:
+            print(f"\n=== {config.model}, {config.protocol} protocol, {args.minutes:g} min ===",
+                  flush=True)
+            rows.append(run_one(config))
+    except UserError as error:
+        print(f"separation benchmark: error: {error}", file=sys.stderr)
+        return 2
     print_table(rows)
     out = Path(args.out)
     result = {

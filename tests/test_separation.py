@@ -193,8 +193,7 @@ def test_a_trained_unet_grows_bottleneck_blocks_without_changing_its_output(tmp_
     with pytest.raises(UserError, match="may only grow"):
         separation.warm_start(earlier, tmp_path / "deeper.pth")
     with pytest.raises(UserError, match="--model unet"):
-        separation.build(Config(experiment="separator", model="resunet", bottleneck_blocks=1),
-                         (3, 16, 16))
+        Config(experiment="separator", model="resunet", bottleneck_blocks=1).validate()
 
 
 def test_init_from_twice_records_the_training_since_the_first_run(tmp_path):

@@ -104,6 +104,8 @@ class Config:
                      "bottleneck_blocks"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"--{dashed(name)} must be 0 or more, not {getattr(self, name)}")
+        if self.bottleneck_blocks and self.model != "unet":
+            raise UserError(f"--bottleneck-blocks is for --model unet, not {self.model}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserError(f"--time-budget must be a positive number of minutes, "
                             f"not {self.time_budget}")

@@ -733,6 +733,7 @@ class UNetSeparator(Separator):
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 32, depth: int = 3,
                  bottleneck_blocks: int = 0) -> None:
+        # left out at 0, so the hparams of U-Nets saved before the option still match
         options = {"bottleneck_blocks": bottleneck_blocks} if bottleneck_blocks else {}
         super().__init__(image_shape, width=width, depth=depth, **options)
         channels = self.image_shape[0]

@@ -42,9 +42,7 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> Separator:
         raise UserError(f"--model must be one of {', '.join(SEPARATORS)}, not {config.model!r}")
     torch.manual_seed(config.seed)
     options: dict[str, Any] = {"width": config.width} if config.width else {}
-    if config.bottleneck_blocks:
-        if config.model != "unet":
-            raise UserError(f"--bottleneck-blocks is for --model unet, not {config.model}")
+    if config.bottleneck_blocks:  # unet only, checked by Config.validate
         options["bottleneck_blocks"] = config.bottleneck_blocks
     return SEPARATORS[config.model](image_shape, **options)
 
@@ -66,18 +64,25 @@ def warm_start(model: Separator, path: str | Path) -> dict[str, Any]:
     # totals since the very first run, when that run was itself a continuation
     earlier = saved.get("metrics", {})
     before = earlier.get("initialised_from", {})
-    offset = before.get("train_seconds", 0.0)
     record: dict[str, Any] = {"path": str(path)}
     if "train_seconds" in earlier:
-        record["train_seconds"] = offset + earlier["train_seconds"]
+        record["train_seconds"] = before.get("train_seconds", 0.0) + earlier["train_seconds"]
     if "epochs" in earlier:
         record["epochs"] = before.get("epochs", 0) + earlier["epochs"]
     if "test_psnr" in earlier:
         record["test_psnr"] = earlier["test_psnr"]
     if "psnr_vs_time" in earlier:
-        record["psnr_vs_time"] = before.get("psnr_vs_time", []) + [
-            [t + offset, psnr] for t, psnr in earlier["psnr_vs_time"]]
+        record["psnr_vs_time"] = curve_since_first_run(earlier)
     return record
+
+
+def curve_since_first_run(metrics: dict[str, Any]) -> list[list[float]]:
+    """A run's [training seconds, test PSNR] curve, timed from the first epoch of the first
+    run: a continued run's curve follows the curve of the run it started from."""
+    before = metrics.get("initialised_from", {})
+    offset = before.get("train_seconds", 0.0)
+    return before.get("psnr_vs_time", []) + [
+        [t + offset, psnr] for t, psnr in metrics.get("psnr_vs_time", [])]
 
 
 def as_sources(sources: Tensor) -> tuple[Tensor, Tensor]:
