@@ -133,6 +133,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
     model.to(device).to(memory_format=torch.channels_last)
     if device.type == "cuda":  # keep the whole dataset on the GPU: no host copies per batch
         train_images, train_labels = train_images.to(device), train_labels.to(device)
+        torch.backends.cudnn.benchmark = True  # batches have one shape: time the conv kernels once
     runner = distributed.wrap(model, train_step, device)
     if config.compile == "on":
         runner = torch.compile(runner)
@@ -187,7 +188,9 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
             model.train()
-            sums: dict[str, float] = dict(partial["sums"])
+            # logged sums stay on the device until the epoch ends: reading a GPU value every
+            # step would stall the GPU while the next step is launched
+            sums: dict[str, Any] = dict(partial["sums"])
             seen: int = partial["seen"]
             started = time.perf_counter() - partial["seconds"]
             result.train_seconds -= partial["seconds"]  # counted again below, with the rest
@@ -212,10 +215,13 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
                 logs["loss"].backward()
                 optimizer.step()
                 for key, value in logs.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach()) * len(x)
+                    sums[key] = sums.get(key, 0.0) + value.detach().float() * len(x)
                 seen += len(x)
-                rate = seen * distributed.world_size() / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(loss=f"{float(logs['loss'].detach()):.4f}", img_s=f"{rate:.0f}")
+                if device.type == "cpu" or step % 50 == 0:
+                    rate = seen * distributed.world_size() / max(time.perf_counter() - started,
+                                                                 1e-9)
+                    bar.set_postfix(loss=f"{float(logs['loss'].detach()):.4f}",
+                                    img_s=f"{rate:.0f}")
                 bar.update()
                 if distributed.max_over_processes([float(stop.raised)], device)[0]:
                     seconds = time.perf_counter() - started
@@ -261,12 +267,13 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
     return result
 
 
-def totals_over_processes(sums: dict[str, float], seen: int, seconds: float,
+def totals_over_processes(sums: dict[str, Any], seen: int, seconds: float,
                           device: torch.device) -> dict[str, Any]:
-    """Logged sums and image count added up over all processes (every one logs the same keys)."""
+    """Logged sums (numbers or 0-d tensors) and image count added up over all processes
+    (every one logs the same keys)."""
     keys = sorted(sums)
     *values, seen_everywhere = distributed.sum_over_processes(
-        [sums[k] for k in keys] + [float(seen)], device)
+        [float(sums[k]) for k in keys] + [float(seen)], device)
     return {"sums": dict(zip(keys, values)), "seen": int(seen_everywhere), "seconds": seconds}
 
 
