@@ -13,6 +13,8 @@ minutes 17.4, BASIS ~19-20; target >= 21.0 with the full protocol.
     # grow the trained U-Net by two residual blocks at 4x4 and train it further
     python benchmarks/separation.py --minutes 100 --models unet --protocols full \
         --bottleneck-blocks 2 --init-from <separator_model.pth>
+    # score a trained separator on the fixed test mixtures, timed on 2 CPU cores
+    python benchmarks/separation.py --evaluate <separator_model.pth> --device cpu --threads 2
     # train a finished run further (fresh schedule); the curve continues the earlier one
     python benchmarks/separation.py --minutes 100 --models unet --protocols full \
         --learning-rate 1e-3 --init-from \
@@ -33,12 +35,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentlab.checkpoint import write_json_atomic  # noqa: E402
+from latentlab.checkpoint import load, write_json_atomic  # noqa: E402
 from latentlab.config import Config  # noqa: E402
+from latentlab.data import fixed_test_mixtures  # noqa: E402
 from latentlab.errors import UserError  # noqa: E402
-from latentlab.experiments import separation  # noqa: E402
-from latentlab.models import SEPARATORS  # noqa: E402
+from latentlab.experiments import separation, shared  # noqa: E402
+from latentlab.models import SEPARATORS, Separator  # noqa: E402
 from latentlab.plots import plt, save_figure  # noqa: E402
+from latentlab.training import pick_device  # noqa: E402
 
 DATASET = "folder:" + str((ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve())
 DATASET_NAME = "CIFAR-10 (JPEG copy)"
@@ -54,6 +58,12 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def machine(device: str | None) -> dict:
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "device": device,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "python": platform.python_version()}
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,6 +91,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--init-from", default=None,
                         help="start from this separator_model.pth (one model, one protocol); "
                              "results go to separation_runs_<protocol>_continued/")
+    parser.add_argument("--evaluate", default=None, metavar="MODEL",
+                        help="train nothing: score this separator_model.pth on the fixed test "
+                             "mixtures and time it on --device (writes "
+                             "separation-evaluation.json)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     return parser.parse_args()
 
@@ -110,6 +124,33 @@ def run_one(config: Config) -> dict:
     metrics = separation.run(config)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
     return metrics
+
+
+def evaluate_file(args: argparse.Namespace) -> dict:
+    """The scores of a finished separator on the fixed test mixtures of --dataset."""
+    model = load(args.evaluate)
+    if not isinstance(model, Separator):
+        raise UserError(f"--evaluate {args.evaluate} holds a {type(model).__name__}, "
+                        "not a separator; give a separator_model.pth")
+    data = shared.load_data(Config(experiment="separator", dataset=args.dataset,
+                                   seed=args.seed, test_limit=args.test_limit).validate())
+    if model.image_shape != data.image_shape:
+        raise UserError(f"--evaluate {args.evaluate} was trained on "
+                        f"{'x'.join(map(str, model.image_shape))} images, but --dataset holds "
+                        f"{'x'.join(map(str, data.image_shape))} images")
+    model.to(pick_device(args.device))
+    test = fixed_test_mixtures(data.test_images)
+    model.separate(test.mixtures(slice(0, 500)))  # warm-up, so one-off set-up is not timed
+    row = {"path": args.evaluate, "model": model.config.get("model", type(model).__name__),
+           "num_parameters": shared.num_parameters(model), "device": str(model.device),
+           **separation.evaluate(model, test)}
+    print(f"\n{row['model']} ({row['num_parameters']:,} parameters) from {args.evaluate}:\n"
+          f"test PSNR {row['test_psnr']:.2f} dB, SSIM {row['test_ssim']:.3f} over "
+          f"{row['test_mixtures']:,} test mixtures (returning the mixture: "
+          f"{row['baseline_average_psnr']:.2f} dB); separated in "
+          f"{row['separation_seconds']:.1f} s on {row['device']} "
+          f"({torch.get_num_threads()} threads)")
+    return row
 
 
 def print_table(rows: list[dict]) -> None:
@@ -172,6 +213,18 @@ def main() -> int:
         print("--init-from continues one run: give one --models and one --protocols",
               file=sys.stderr)
         return 2
+    if args.evaluate:
+        try:
+            row = evaluate_file(args)
+        except UserError as error:
+            print(f"separation benchmark: error: {error}", file=sys.stderr)
+            return 2
+        write_json_atomic({"benchmark": "separation-evaluation", "dataset": DATASET_NAME,
+                           "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                           "machine": machine(row["device"]), **row},
+                          Path(args.out) / "separation-evaluation.json")
+        print(f"wrote {Path(args.out) / 'separation-evaluation.json'}")
+        return 0
     rows = []
     try:  # every run's options are checked before the first one trains
         configs = [config_for(args, model, protocol)
@@ -188,9 +241,7 @@ def main() -> int:
     result = {
         "benchmark": "separation", "dataset": DATASET_NAME,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
-                    "device": rows[0]["device"] if rows else None,
-                    "torch": torch.__version__, "python": platform.python_version()},
+        "machine": machine(rows[0]["device"] if rows else None),
         "minutes_per_run": args.minutes, "init_from": args.init_from,
         "bottleneck_blocks": args.bottleneck_blocks,
         "batch_size": args.batch_size,

@@ -1,6 +1,9 @@
 """Mixture data, separators, the separator experiment and `latentlab separate`."""
 
 import json
+import runpy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -239,6 +242,40 @@ def test_a_finished_run_trains_further_from_its_weights(trained_unet, tmp_path):
     assert continued["initialised_from"]["test_psnr"] == earlier["test_psnr"]
     assert continued["initialised_from"]["train_seconds"] == earlier["train_seconds"]
     assert continued["test_psnr"] > fresh["test_psnr"] + 0.5
+
+
+def run_benchmark(*arguments, monkeypatch):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "separation.py"
+    monkeypatch.setattr(sys, "argv", [str(script), *map(str, arguments)])
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_path(str(script), run_name="__main__")
+    return exit.value.code
+
+
+def test_benchmark_evaluate_reproduces_the_score_the_run_recorded(trained_unet, tmp_path,
+                                                                  monkeypatch, capsys):
+    path = trained_unet / "unet" / "separator_model.pth"
+    code = run_benchmark("--evaluate", path, "--dataset", "digits", "--test-limit", 80,
+                         "--device", "cpu", "--threads", 1, "--out", tmp_path,
+                         monkeypatch=monkeypatch)
+    assert code == 0
+    recorded = json.loads((trained_unet / "unet" / "metrics.json").read_text())
+    result = json.loads((tmp_path / "separation-evaluation.json").read_text())
+    assert result["test_mixtures"] == recorded["test_mixtures"]
+    for key in ("test_psnr", "test_ssim", "baseline_average_psnr"):
+        assert result[key] == pytest.approx(recorded[key], abs=1e-4), key
+    assert result["separation_seconds"] > 0 and result["device"] == "cpu"
+    assert "test PSNR" in capsys.readouterr().out
+
+
+def test_benchmark_evaluate_refuses_a_model_that_is_no_separator(tmp_path, monkeypatch,
+                                                                  capsys):
+    save_atomic(model_record(MLPAutoencoder((1, 8, 8), latent_dim=2), {}), tmp_path / "ae.pth")
+    code = run_benchmark("--evaluate", tmp_path / "ae.pth", "--dataset", "digits",
+                         "--out", tmp_path, monkeypatch=monkeypatch)
+    assert code == 2
+    assert "not a separator" in capsys.readouterr().err
+    assert not (tmp_path / "separation-evaluation.json").exists()
 
 
 def test_loaded_separator_reproduces_the_mixture(trained_unet):

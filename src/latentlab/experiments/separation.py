@@ -226,7 +226,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
                  make_eval_step(config, variational), run_dir / "checkpoint.pth", resume=resume,
                  on_epoch_start=train.resample, on_epoch_end=best.update)
     best.restore()
-    metrics = evaluate(model, test, config)
+    metrics = {"model": config.model, "protocol": config.protocol, **evaluate(model, test)}
     metrics.update({"best_epoch": best.epoch, "psnr_vs_time": psnr_curve(result.history)})
     if initialised_from:
         metrics["initialised_from"] = initialised_from
@@ -239,15 +239,15 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     return metrics
 
 
-def evaluate(model: Separator, test: MixturePairs, config: Config) -> dict[str, Any]:
-    """The separator's scores on the fixed test mixtures, beside the mixture baseline."""
+def evaluate(model: Separator, test: MixturePairs) -> dict[str, Any]:
+    """The separator's scores on the fixed test mixtures, beside the mixture baseline, and
+    the time it took to separate them on the model's device."""
     x1_hat, x2_hat, seconds = separate_all(model, test)
     scores = score(test, x1_hat, x2_hat)
     mixtures = torch.cat([test.mixtures(slice(i, i + 1000)).cpu()
                           for i in range(0, len(test), 1000)])
     baseline = score(test, mixtures, mixtures)
     return {
-        "model": config.model, "protocol": config.protocol,
         "test_mse": scores["mse"], "test_psnr": scores["psnr"], "test_ssim": scores["ssim"],
         "baseline_average_mse": baseline["mse"], "baseline_average_psnr": baseline["psnr"],
         "baseline_average_ssim": baseline["ssim"], "test_mixtures": len(test),
