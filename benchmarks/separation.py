@@ -150,6 +150,9 @@ def evaluate_file(args: argparse.Namespace) -> dict:
           f"{row['baseline_average_psnr']:.2f} dB); separated in "
           f"{row['separation_seconds']:.1f} s on {row['device']} "
           f"({torch.get_num_threads()} threads)")
+    swaps = ", ".join(f"{tile}x{tile}: {psnr:.2f} dB"
+                      for tile, psnr in row["test_psnr_if_tiles_could_swap"].items())
+    print(f"if the two outputs could swap places per tile (an oracle): {swaps}")
     return row
 
 

@@ -219,6 +219,10 @@ def test_separator_run_writes_its_results(trained_unet):
     assert metrics["test_mixtures"] == 80 * 79 // 2
     for key in ("test_mse", "test_psnr", "test_ssim", "baseline_average_psnr"):
         assert isinstance(metrics[key], float)
+    # nested tiles: each smaller tile may swap wherever a larger one could, and more
+    swaps = metrics["test_psnr_if_tiles_could_swap"]
+    assert list(swaps) == ["16", "8", "4"]
+    assert metrics["test_psnr"] - 1e-3 <= swaps["16"] <= swaps["8"] + 1e-3 <= swaps["4"] + 2e-3
     comparison = json.loads((trained_unet / "comparison.json").read_text())
     assert [row["model"] for row in comparison] == ["unet"]
     assert (trained_unet / "separation_comparison.png").is_file()

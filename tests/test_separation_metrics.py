@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from latentlab.evaluation import align_to_sources, psnr, separation_scores, ssim
+from latentlab.evaluation import (
+    align_to_sources,
+    psnr,
+    separation_scores,
+    ssim,
+    tile_swap_psnr,
+)
 from latentlab.losses import (
     assignment_errors,
     permutation_invariant_log_mse,
@@ -109,6 +115,24 @@ def test_separation_scores_use_the_best_assignment():
     assert torch.all(scores["mse"] == 0)
     assert torch.allclose(scores["ssim"], torch.ones(len(x1)), atol=1e-6)
     assert torch.all(scores["psnr"] >= 99)
+
+
+def test_tile_swap_oracle_forgives_sources_swapped_in_one_half_only_at_that_scale():
+    x1, x2 = images(0, (3, 2, 8, 8)), images(1, (3, 2, 8, 8))
+    m = (x1 + x2) / 2
+    d = (x1 - x2) / 2
+    d[..., :4] *= -1  # right answer, but the sources swap places in the left half
+    first, second = m + d, m - d
+    whole = separation_scores(first, second, x1, x2)["psnr"]
+    assert torch.all(whole < 40)
+    # a tile as large as the image: the usual score (outputs m +- d err equally)
+    assert torch.allclose(tile_swap_psnr(first, second, x1, x2, 8), whole, atol=1e-4)
+    assert torch.allclose(tile_swap_psnr(first, second, x1, x2, 16), whole, atol=1e-4)
+    # 4x4 tiles never straddle the two halves: every tile can take the right assignment
+    assert torch.all(tile_swap_psnr(first, second, x1, x2, 4) >= 99)
+    # 3x3 tiles do (columns 3-5), so they cannot recover all of it, but more than one tile
+    straddled = tile_swap_psnr(first, second, x1, x2, 3)
+    assert torch.all((straddled > whole) & (straddled < 99))
 
 
 def test_log_mse_is_the_negative_psnr_of_the_better_assignment():

@@ -190,6 +190,27 @@ def separation_scores(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
     }
 
 
+def tile_swap_psnr(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
+                   source_2: Tensor, tile: int) -> Tensor:
+    """Per-mixture PSNR (dB) if each tile x tile square could match the outputs to the
+    sources its own way, instead of once per image: an oracle bound. Its gain over the usual
+    score is the error a separator makes by mixing up, in parts of the image, which source
+    is which. All inputs (B, C, H, W) in [0, 1]; the MSE is averaged over both outputs (for
+    outputs m +- d both have the same error); the result is (B,)."""
+    straight = (estimate_1 - source_1).pow(2) + (estimate_2 - source_2).pow(2)
+    swapped = (estimate_1 - source_2).pow(2) + (estimate_2 - source_1).pow(2)
+    h, w = straight.shape[-2:]
+    pad = (0, -w % tile, 0, -h % tile)  # zero error in the padding: it adds to neither
+
+    def per_tile(error: Tensor) -> Tensor:
+        summed = error.sum(1, keepdim=True)
+        return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(summed, pad), tile)
+
+    best = torch.minimum(per_tile(straight), per_tile(swapped)).flatten(1).sum(1) * tile**2
+    mse = best / (2 * straight[0].numel())
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
 def pair_distances(embeddings: Tensor, labels: Tensor, n_pairs: int = 10000,
                    seed: int = 0) -> tuple[Tensor, Tensor]:
     """Euclidean distances of seeded balanced pairs (latentlab.pairs.balanced_pairs).

@@ -24,7 +24,7 @@ from latentlab.checkpoint import (
 from latentlab.config import Config
 from latentlab.data import MixturePairs, fixed_test_mixtures, training_mixtures
 from latentlab.errors import UserError
-from latentlab.evaluation import align_to_sources, separation_scores
+from latentlab.evaluation import align_to_sources, separation_scores, tile_swap_psnr
 from latentlab.experiments import shared
 from latentlab.losses import (
     permutation_invariant_log_mse,
@@ -35,6 +35,7 @@ from latentlab.plots import plot_image_rows, plot_separation_comparison
 from latentlab.training import fit, pick_device, steps_per_epoch
 
 EXAMPLES = 10  # test mixtures shown in separation_examples.png
+SWAP_TILES = (16, 8, 4)  # tile sizes of the swap oracle in metrics.json (pixels)
 
 
 def build(config: Config, image_shape: tuple[int, int, int]) -> Separator:
@@ -244,11 +245,22 @@ def evaluate(model: Separator, test: MixturePairs) -> dict[str, Any]:
     the time it took to separate them on the model's device."""
     x1_hat, x2_hat, seconds = separate_all(model, test)
     scores = score(test, x1_hat, x2_hat)
+    # how much higher PSNR would be if the sources could swap places per tile: the share of
+    # the error that is confusion over which source is which, rather than wrong content
+    swaps: dict[str, float] = {}
+    for tile in SWAP_TILES:
+        total = 0.0
+        for start in range(0, len(test), 1000):
+            window = slice(start, start + 1000)
+            x1, x2 = as_sources(test.sources(window).cpu())
+            total += float(tile_swap_psnr(x1_hat[window], x2_hat[window], x1, x2, tile).sum())
+        swaps[str(tile)] = total / len(test)
     mixtures = torch.cat([test.mixtures(slice(i, i + 1000)).cpu()
                           for i in range(0, len(test), 1000)])
     baseline = score(test, mixtures, mixtures)
     return {
         "test_mse": scores["mse"], "test_psnr": scores["psnr"], "test_ssim": scores["ssim"],
+        "test_psnr_if_tiles_could_swap": swaps,
         "baseline_average_mse": baseline["mse"], "baseline_average_psnr": baseline["psnr"],
         "baseline_average_ssim": baseline["ssim"], "test_mixtures": len(test),
         "separation_seconds": round(seconds, 3),
