@@ -13,6 +13,8 @@ minutes 17.4, BASIS ~19-20; target >= 21.0 with the full protocol.
     # grow the trained U-Net by two residual blocks at 4x4 and train it further
     python benchmarks/separation.py --minutes 100 --models unet --protocols full \
         --bottleneck-blocks 2 --init-from <separator_model.pth>
+    # which U-Net widths separate the 10,000 test mixtures within a minute on 2 CPU cores
+    python benchmarks/separation.py --time-widths 64,80,96 --models unet --threads 2
     # score a trained separator on the fixed test mixtures, timed on 2 CPU cores
     python benchmarks/separation.py --evaluate <separator_model.pth> --device cpu --threads 2
     # train a finished run further (fresh schedule); the curve continues the earlier one
@@ -95,6 +97,10 @@ def parse_args() -> argparse.Namespace:
                         help="train nothing: score this separator_model.pth on the fixed test "
                              "mixtures and time it on --device (writes "
                              "separation-evaluation.json)")
+    parser.add_argument("--time-widths", default=None, metavar="W,W,...",
+                        help="train nothing: time untrained --models at each width separating "
+                             "the fixed test mixtures on --device, to see which widths fit "
+                             "the one-minute bar (writes separation-timing.json)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     return parser.parse_args()
 
@@ -154,6 +160,37 @@ def evaluate_file(args: argparse.Namespace) -> dict:
                       for tile, psnr in row["test_psnr_if_tiles_could_swap"].items())
     print(f"if the two outputs could swap places per tile (an oracle): {swaps}")
     return row
+
+
+def time_widths(args: argparse.Namespace, models: list[str]) -> list[dict]:
+    """Seconds to separate the fixed test mixtures with untrained separators of each width
+    (the time does not depend on the weights)."""
+    try:
+        widths = [int(w) for w in args.time_widths.split(",")]
+    except ValueError:
+        raise UserError(f"--time-widths takes widths like 64,80,96, not {args.time_widths!r}"
+                        ) from None
+    if not widths or min(widths) < 1:
+        raise UserError(f"--time-widths must be positive, not {args.time_widths!r}")
+    data = shared.load_data(Config(experiment="separator", dataset=args.dataset,
+                                   seed=args.seed, test_limit=args.test_limit).validate())
+    test = fixed_test_mixtures(data.test_images)
+    rows = []
+    for name in models:
+        for width in widths:
+            config = Config(experiment="separator", model=name, width=width,
+                            seed=args.seed).validate()
+            model = separation.build(config, data.image_shape).to(pick_device(args.device))
+            model.separate(test.mixtures(slice(0, 500)))  # warm-up: one-off set-up untimed
+            seconds = separation.separate_all(model, test)[2]
+            rows.append({"model": name, "width": width,
+                         "num_parameters": shared.num_parameters(model),
+                         "device": str(model.device), "test_mixtures": len(test),
+                         "separation_seconds": round(seconds, 3)})
+            print(f"{name:<16} width {width:>4} {rows[-1]['num_parameters']:>12,} parameters "
+                  f"{seconds:>7.1f} s for {len(test):,} mixtures on {model.device} "
+                  f"({torch.get_num_threads()} threads)", flush=True)
+    return rows
 
 
 def print_table(rows: list[dict]) -> None:
@@ -216,6 +253,18 @@ def main() -> int:
         print("--init-from continues one run: give one --models and one --protocols",
               file=sys.stderr)
         return 2
+    if args.time_widths:
+        try:
+            timings = time_widths(args, models)
+        except UserError as error:
+            print(f"separation benchmark: error: {error}", file=sys.stderr)
+            return 2
+        write_json_atomic({"benchmark": "separation-timing", "dataset": DATASET_NAME,
+                           "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                           "machine": machine(timings[0]["device"]), "rows": timings},
+                          Path(args.out) / "separation-timing.json")
+        print(f"wrote {Path(args.out) / 'separation-timing.json'}")
+        return 0
     if args.evaluate:
         try:
             row = evaluate_file(args)

@@ -282,6 +282,24 @@ def test_benchmark_evaluate_refuses_a_model_that_is_no_separator(tmp_path, monke
     assert not (tmp_path / "separation-evaluation.json").exists()
 
 
+def test_benchmark_times_each_width_and_refuses_a_bad_width_list(tmp_path, monkeypatch,
+                                                                 capsys):
+    code = run_benchmark("--time-widths", "4,16", "--models", "unet", "--dataset", "digits",
+                         "--test-limit", 40, "--device", "cpu", "--threads", 1,
+                         "--out", tmp_path, monkeypatch=monkeypatch)
+    assert code == 0
+    rows = json.loads((tmp_path / "separation-timing.json").read_text())["rows"]
+    assert [(row["model"], row["width"]) for row in rows] == [("unet", 4), ("unet", 16)]
+    assert rows[0]["num_parameters"] < rows[1]["num_parameters"]
+    assert all(row["separation_seconds"] > 0 and row["test_mixtures"] == 40 * 39 // 2
+               for row in rows)
+    code = run_benchmark("--time-widths", "64,wide", "--dataset", "digits", "--out",
+                         tmp_path / "bad", monkeypatch=monkeypatch)
+    assert code == 2
+    assert "--time-widths takes widths" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_loaded_separator_reproduces_the_mixture(trained_unet):
     model = latentlab.load(trained_unet / "unet" / "separator_model.pth")
     m = torch.rand(5, 1, 8, 8)
