@@ -86,6 +86,13 @@ def test_protocols():
     assert bool((random_partners(2, 0)[:, 0] != random_partners(2, 0)[:, 1]).all())
 
 
+def test_an_unknown_separator_is_refused_before_the_dataset_loads(tmp_path, capsys):
+    code = main(["train", "separator", "--model", "unet2", "--dataset",
+                 f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path)])
+    assert code == 2
+    assert "--model must be one of two-decoder-ae" in capsys.readouterr().err
+
+
 def test_one_image_cannot_make_a_mixture():
     with pytest.raises(latentlab.UserError, match="at least 2 images"):
         distinct_pairs(1, 10, seed=0)

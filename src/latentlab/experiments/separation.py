@@ -38,9 +38,13 @@ EXAMPLES = 10  # test mixtures shown in separation_examples.png
 SWAP_TILES = (16, 8, 4)  # tile sizes of the swap oracle in metrics.json (pixels)
 
 
+def check_model_name(name: str) -> None:
+    if name not in SEPARATORS:
+        raise UserError(f"--model must be one of {', '.join(SEPARATORS)}, not {name!r}")
+
+
 def build(config: Config, image_shape: tuple[int, int, int]) -> Separator:
-    if config.model not in SEPARATORS:
-        raise UserError(f"--model must be one of {', '.join(SEPARATORS)}, not {config.model!r}")
+    check_model_name(config.model)
     torch.manual_seed(config.seed)
     options: dict[str, Any] = {"width": config.width} if config.width else {}
     if config.bottleneck_blocks:  # unet only, checked by Config.validate
@@ -196,6 +200,7 @@ class BestWeights:
 
 
 def run(config: Config, resume: bool = False) -> dict[str, Any]:
+    check_model_name(config.model)  # before the minutes a large dataset takes to load
     data = shared.load_data(config)
     train = training_mixtures(data.train_images, config.protocol, config.seed)
     test = fixed_test_mixtures(data.test_images)
