@@ -67,6 +67,17 @@ def test_mixtures_are_exact_averages_built_from_shared_images():
     assert len(view) == 2 and torch.equal(view[slice(0, 2)], pairs.mixtures(slice(0, 2)))
 
 
+def test_moved_mixtures_gather_batches_on_their_device_without_a_host_round_trip():
+    # "meta" tensors have no data: a copy of the order or the pair table to the host and
+    # back (a GPU stall every training step) would raise here
+    pairs = MixturePairs(torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)).to("meta")
+    pairs.resample(1)
+    assert pairs.images.is_meta and pairs.pairs.is_meta
+    order = torch.arange(10, device="meta")
+    assert pairs.mixtures(order[:4]).is_meta and pairs.mixtures(order[:4]).shape == (4, 3, 4, 4)
+    assert pairs.sources(slice(0, 2)).shape == (2, 2, 3, 4, 4)
+
+
 def test_protocols():
     images = torch.randint(0, 256, (1_200, 1, 2, 2), dtype=torch.uint8)
     assignment = training_mixtures(images, "assignment", seed=0)

@@ -509,11 +509,15 @@ class MixturePairs:
 
     def resample(self, epoch: int) -> None:
         if self.fresh_each_epoch:
-            self.pairs = random_partners(len(self.images), self.seed * 100_003 + epoch)
+            pairs = random_partners(len(self.images), self.seed * 100_003 + epoch)
+            self.pairs = pairs.to(self.images.device)
 
     def to(self, device: torch.device | str) -> MixturePairs:
-        """Move the images to device in place (the views follow); returns self."""
+        """Move the images and the pair table to device in place (the views follow); returns
+        self. With both on a GPU, a batch is gathered there: no copy to the host and back,
+        which would make every training step wait for the one before."""
         self.images = self.images.to(device)
+        self.pairs = self.pairs.to(device)
         return self
 
     @property
@@ -522,7 +526,7 @@ class MixturePairs:
 
     def index(self, index: Tensor | slice) -> Tensor:
         """(B, 2) image indices of the selected pairs, on the images' device."""
-        if isinstance(index, Tensor):  # the training loop's order may live on the GPU
+        if isinstance(index, Tensor):  # a no-op when the order and the table share a device
             index = index.to(self.pairs.device)
         return self.pairs[index].to(self.images.device)
 

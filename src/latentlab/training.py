@@ -106,13 +106,13 @@ def evaluate(model: ImageModel, eval_step: EvalStep, images: Tensor, labels: Ten
              batch_size: int = 500) -> dict[str, float]:
     """Average eval_step's scalars over a whole split, weighting by batch size."""
     model.eval()
-    totals: dict[str, float] = {}
+    totals: dict[str, Any] = {}  # sums stay on the device: one wait for the GPU, at the end
     for start in range(0, len(images), batch_size):
         x = model.prepare(images[start: start + batch_size], model.input_size())
         y = labels[start: start + batch_size].to(x.device)
         for key, value in eval_step(model, x, y).items():
-            totals[key] = totals.get(key, 0.0) + float(value) * len(x)
-    return {key: value / max(1, len(images)) for key, value in totals.items()}
+            totals[key] = totals.get(key, 0.0) + torch.as_tensor(value).detach().double() * len(x)
+    return {key: float(value) / max(1, len(images)) for key, value in totals.items()}
 
 
 def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: Tensor,
@@ -133,6 +133,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
     model.to(device).to(memory_format=torch.channels_last)
     if device.type == "cuda":  # keep the whole dataset on the GPU: no host copies per batch
         train_images, train_labels = train_images.to(device), train_labels.to(device)
+        test_images, test_labels = test_images.to(device), test_labels.to(device)
         torch.backends.cudnn.benchmark = True  # batches have one shape: time the conv kernels once
     runner = distributed.wrap(model, train_step, device)
     if config.compile == "on":
