@@ -52,6 +52,15 @@ def test_api_refuses_images_it_cannot_convert(tmp_path: Path, images: object,
         model.embed(images)
 
 
+def test_unchecked_prepare_skips_the_value_checks_the_training_loop_cannot_afford() -> None:
+    # (on a GPU each check waits for the queued steps; dataset batches need none)
+    model = MLPAutoencoder((3, 8, 8), latent_dim=4)
+    scaled = torch.rand(2, 3, 8, 8) * 255
+    with pytest.raises(UserError, match="divide 0..255"):
+        model.prepare(scaled)
+    assert float(model.prepare(scaled, checked=False).max()) <= 1
+
+
 def test_truncated_checkpoint_gives_a_clear_message(tmp_path: Path) -> None:
     path = saved_model(tmp_path, MLPAutoencoder((1, 8, 8), latent_dim=4))
     path.write_bytes(path.read_bytes()[:1000])
