@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from latentlab import training
+from latentlab.checkpoint import save_atomic
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.errors import UserError
@@ -53,6 +55,21 @@ def test_resume_after_a_kill_mid_epoch_equals_an_uninterrupted_run(tmp_path: Pat
     assert (state["epoch"], state["step"]) == (1, 2)
     resumed = train(config, tmp_path / "b.pth", resume=True)
     assert same_weights(straight, resumed)
+
+
+@pytest.mark.parametrize("interval, saves", [(0.0, 3), (3600.0, 1)])
+def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_writes_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval: float, saves: int) -> None:
+    written: list[int] = []
+
+    def counting_save(obj: dict, path: Path) -> None:
+        written.append(obj["epoch"])
+        save_atomic(obj, path)
+
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", interval)
+    monkeypatch.setattr(training, "save_atomic", counting_save)
+    train(tiny_config(tmp_path), tmp_path / "a.pth")  # 3 epochs of a fraction of a second
+    assert len(written) == saves and written[-1] == 3
 
 
 def test_a_different_run_gives_different_weights(tmp_path: Path) -> None:

@@ -23,6 +23,11 @@ from latentlab.config import Config
 from latentlab.errors import UserError
 from latentlab.models import ImageModel
 
+# Seconds between resume checkpoints written at the end of an epoch. Epochs of minutes (CPU)
+# each get one; epochs of seconds (GPU) share one, since writing the model and optimiser
+# every few seconds costs a noticeable part of the run. An interrupt saves at once anyway.
+CHECKPOINT_SECONDS = 60.0
+
 # train_step(model, images, labels) -> {"loss": differentiable scalar, other logged scalars}
 TrainStep = Callable[[Any, Tensor, Tensor], dict[str, Tensor]]
 # eval_step(model, images, labels) -> {"loss": scalar, ...}, averaged over the test set
@@ -120,7 +125,8 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
         checkpoint_path: Path, resume: bool = False,
         on_epoch_start: Callable[[int], None] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """Train model in place; write a checkpoint after every epoch; return the history.
+    """Train model in place; write a checkpoint after each epoch (at most one a minute) and on
+    an interrupt; return the history.
 
     on_epoch_start(epoch) runs before each epoch's batches (e.g. to draw fresh mixture pairs);
     on_epoch_end(epoch, record) after its test evaluation and checkpoint (e.g. to keep the
@@ -181,6 +187,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
         }, checkpoint_path)
 
     budget = config.time_budget * 60 if config.time_budget else None
+    last_saved = time.perf_counter()
     with StopFlag() as stop:
         while epoch < config.epochs:
             order_generator.set_state(epoch_generator_state)
@@ -254,7 +261,10 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
                       f"{record['images_per_second']:.0f} img/s", flush=True)
             epoch, start_step = epoch + 1, 0
             epoch_generator_state = order_generator.get_state()
-            save(epoch, 0, epoch_generator_state, partial)
+            if (epoch >= config.epochs or result.stopped_early
+                    or time.perf_counter() - last_saved >= CHECKPOINT_SECONDS):
+                save(epoch, 0, epoch_generator_state, partial)
+                last_saved = time.perf_counter()
             if on_epoch_end is not None and main:
                 on_epoch_end(epoch, record)
             if result.stopped_early:
