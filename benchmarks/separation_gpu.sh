@@ -15,7 +15,7 @@
 #   unzip -q cifar10-jpeg.zip -d /tmp/c && tar -C /tmp/c -cf - . | xz -9 -T2 > cifar10-jpeg.tar.xz
 # INIT_FROM=separator_model.pth trains that model further (one run, its model and width, a
 # fresh schedule peaking at LR, default 2e-3):
-#   RUNS=unet:64 INIT_FROM=unet64.pth LR=1e-3 benchmarks/separation_gpu.sh c.tar.xz OUT 6.5
+#   RUNS=unet:64 INIT_FROM=unet64.pth LR=1e-3 benchmarks/separation_gpu.sh c.tar.xz OUT 6
 set -u
 data=$(realpath "$1")
 out=$(realpath -m "$2")
