@@ -44,7 +44,7 @@ from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
 from latentlab.models import SEPARATORS, Separator  # noqa: E402
 from latentlab.plots import plt, save_figure  # noqa: E402
-from latentlab.training import pick_device  # noqa: E402
+from latentlab.training import Interrupted, pick_device  # noqa: E402
 
 DATASET = "folder:" + str((ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve())
 DATASET_NAME = "CIFAR-10 (JPEG copy)"
@@ -288,6 +288,9 @@ def main() -> int:
     except UserError as error:
         print(f"separation benchmark: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as error:  # the run's best weights so far stay in best_separator.pth
+        print(f"separation benchmark: {error}", file=sys.stderr)
+        return 130
     print_table(rows)
     out = Path(args.out)
     result = {

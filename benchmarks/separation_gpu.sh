@@ -14,9 +14,12 @@
 # trained model fits beside them under a device's 64 MiB upload limit:
 #   unzip -q cifar10-jpeg.zip -d /tmp/c && tar -C /tmp/c -cf - . | xz -9 -T2 > cifar10-jpeg.tar.xz
 # INIT_FROM=separator_model.pth trains that model further (one run, its model and width, a
-# fresh schedule peaking at LR, default 2e-3):
+# fresh schedule peaking at LR, default 2e-3). DEADLINE_S=540 stops training that is
+# still running 540 s after the script started, so a slow start cannot cost the whole device
+# call: the best weights so far (best_separator.pth) still come back in parts.
 #   RUNS=unet:64 INIT_FROM=unet64.pth LR=1e-3 benchmarks/separation_gpu.sh c.tar.xz OUT 6
 set -u
+start=$SECONDS
 data=$(realpath "$1")
 out=$(realpath -m "$2")
 minutes=${3:-5.5}
@@ -42,9 +45,13 @@ load_dataset('folder:$data', None, seed=0)" || exit 1
 
 common=(--protocols full --minutes "$minutes" --threads 4 --batch-size 256
         --learning-rate "${LR:-2e-3}" --dataset "folder:$data" "${init[@]}" ${EXTRA:-})
+guard=()
+if [ -n "${DEADLINE_S:-}" ]; then  # SIGTERM makes training save its state and stop
+    guard=(timeout -s TERM -k 30 $((DEADLINE_S - (SECONDS - start))))
+fi
 for run in ${RUNS:-unet:64 resunet:96}; do
     model=${run%%:*} width=${run##*:}
-    $python benchmarks/separation.py --models "$model" --width "$width" \
+    "${guard[@]}" $python benchmarks/separation.py --models "$model" --width "$width" \
         --out "$work/$model$width" "${common[@]}" >"$out/$model$width.log" 2>&1 &
 done
 wait
@@ -67,9 +74,16 @@ EOF
 )
 best=$(echo "$best" | tail -1)
 echo "better model: ${best:-none}"
+model_file=
 if [ -n "$best" ]; then
-    split -b 15M -d "$work/$best/separation_runs_full"*/separation/*/separator_model.pth \
-        "$out/best_model.pth.part"
+    model_file=$(ls "$work/$best/separation_runs_full"*/separation/*/separator_model.pth)
+else  # no run finished: the best weights an interrupted run kept
+    model_file=$(ls -t "$work"/*/separation_runs_full*/separation/*/best_separator.pth \
+                 2>/dev/null | head -1)
+    echo "no run finished; best weights so far: ${model_file:-none}"
+fi
+if [ -n "$model_file" ]; then
+    split -b 15M -d "$model_file" "$out/best_model.pth.part"
 fi
 tar czf "$out/results.tar.gz" -C "$work" --exclude='*.pth' --exclude=./cache --exclude=./data .
 pkill -f "nvidia-smi --query-gpu" 2>/dev/null
