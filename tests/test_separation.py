@@ -300,6 +300,20 @@ def test_benchmark_evaluate_refuses_a_model_that_is_no_separator(tmp_path, monke
     assert not (tmp_path / "separation-evaluation.json").exists()
 
 
+def test_benchmark_reports_a_stopped_run_in_one_line(tmp_path, monkeypatch, capsys):
+    from latentlab.training import Interrupted
+
+    def stopped(config):
+        raise Interrupted(tmp_path / "checkpoint.pth")
+
+    monkeypatch.setattr(separation, "run", stopped)
+    code = run_benchmark("--models", "unet", "--protocols", "full", "--dataset", "digits",
+                         "--out", tmp_path, monkeypatch=monkeypatch)
+    assert code == 130
+    assert "interrupted; progress saved in" in capsys.readouterr().err
+    assert not (tmp_path / "separation.json").exists()
+
+
 def test_benchmark_times_each_width_and_refuses_a_bad_width_list(tmp_path, monkeypatch,
                                                                  capsys):
     code = run_benchmark("--time-widths", "4,16", "--models", "unet", "--dataset", "digits",
