@@ -502,7 +502,9 @@ class MixturePairs:
         self.images = images
         self.seed = seed
         self.fresh_each_epoch = pairs is None
-        self.pairs = random_partners(len(images), seed) if pairs is None else pairs
+        # kept on the images' device, so batches are gathered where the images are
+        pairs = random_partners(len(images), seed) if pairs is None else pairs
+        self.pairs = pairs.to(images.device)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -528,7 +530,7 @@ class MixturePairs:
         """(B, 2) image indices of the selected pairs, on the images' device."""
         if isinstance(index, Tensor):  # a no-op when the order and the table share a device
             index = index.to(self.pairs.device)
-        return self.pairs[index].to(self.images.device)
+        return self.pairs[index]
 
     def sources(self, index: Tensor | slice) -> Tensor:
         """(B, 2, C, H, W) uint8: both images of each selected pair."""

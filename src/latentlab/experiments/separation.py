@@ -162,14 +162,18 @@ def separate_all(model: Separator, pairs: MixturePairs,
 
 
 def score(pairs: MixturePairs, estimate_1: Tensor, estimate_2: Tensor,
-          batch_size: int = 1000) -> dict[str, float]:
-    """Mean MSE, PSNR and SSIM over all mixtures (each mixture: mean over its two outputs)."""
+          tiles: tuple[int, ...] = (), batch_size: int = 1000) -> dict[str, float]:
+    """Mean MSE, PSNR and SSIM over all mixtures (each mixture: mean over its two outputs),
+    and for each of `tiles` the tile-swap oracle's PSNR, as "tile_<size>"."""
     totals: dict[str, float] = {}
     for start in range(0, len(pairs), batch_size):
         window = slice(start, start + batch_size)
         x1, x2 = as_sources(pairs.sources(window).cpu())
-        for key, value in separation_scores(estimate_1[window], estimate_2[window],
-                                            x1, x2).items():
+        first, second = estimate_1[window], estimate_2[window]
+        scores = separation_scores(first, second, x1, x2)
+        for tile in tiles:
+            scores[f"tile_{tile}"] = tile_swap_psnr(first, second, x1, x2, tile)
+        for key, value in scores.items():
             totals[key] = totals.get(key, 0.0) + float(value.double().sum())
     return {key: value / len(pairs) for key, value in totals.items()}
 
@@ -249,17 +253,10 @@ def evaluate(model: Separator, test: MixturePairs) -> dict[str, Any]:
     """The separator's scores on the fixed test mixtures, beside the mixture baseline, and
     the time it took to separate them on the model's device."""
     x1_hat, x2_hat, seconds = separate_all(model, test)
-    scores = score(test, x1_hat, x2_hat)
+    scores = score(test, x1_hat, x2_hat, tiles=SWAP_TILES)
     # how much higher PSNR would be if the sources could swap places per tile: the share of
     # the error that is confusion over which source is which, rather than wrong content
-    swaps: dict[str, float] = {}
-    for tile in SWAP_TILES:
-        total = 0.0
-        for start in range(0, len(test), 1000):
-            window = slice(start, start + 1000)
-            x1, x2 = as_sources(test.sources(window).cpu())
-            total += float(tile_swap_psnr(x1_hat[window], x2_hat[window], x1, x2, tile).sum())
-        swaps[str(tile)] = total / len(test)
+    swaps = {str(tile): scores[f"tile_{tile}"] for tile in SWAP_TILES}
     mixtures = torch.cat([test.mixtures(slice(i, i + 1000)).cpu()
                           for i in range(0, len(test), 1000)])
     baseline = score(test, mixtures, mixtures)
