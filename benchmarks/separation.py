@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from latentlab.checkpoint import load, write_json_atomic  # noqa: E402
 from latentlab.config import Config  # noqa: E402
-from latentlab.data import fixed_test_mixtures  # noqa: E402
+from latentlab.data import MixturePairs, fixed_test_mixtures  # noqa: E402
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
 from latentlab.models import SEPARATORS, Separator  # noqa: E402
@@ -132,20 +132,25 @@ def run_one(config: Config) -> dict:
     return metrics
 
 
+def test_mixtures(args: argparse.Namespace) -> tuple[tuple[int, int, int], MixturePairs]:
+    """The image shape of --dataset and its fixed test mixtures."""
+    data = shared.load_data(Config(experiment="separator", dataset=args.dataset,
+                                   seed=args.seed, test_limit=args.test_limit).validate())
+    return data.image_shape, fixed_test_mixtures(data.test_images)
+
+
 def evaluate_file(args: argparse.Namespace) -> dict:
     """The scores of a finished separator on the fixed test mixtures of --dataset."""
     model = load(args.evaluate)
     if not isinstance(model, Separator):
         raise UserError(f"--evaluate {args.evaluate} holds a {type(model).__name__}, "
                         "not a separator; give a separator_model.pth")
-    data = shared.load_data(Config(experiment="separator", dataset=args.dataset,
-                                   seed=args.seed, test_limit=args.test_limit).validate())
-    if model.image_shape != data.image_shape:
+    image_shape, test = test_mixtures(args)
+    if model.image_shape != image_shape:
         raise UserError(f"--evaluate {args.evaluate} was trained on "
                         f"{'x'.join(map(str, model.image_shape))} images, but --dataset holds "
-                        f"{'x'.join(map(str, data.image_shape))} images")
+                        f"{'x'.join(map(str, image_shape))} images")
     model.to(pick_device(args.device))
-    test = fixed_test_mixtures(data.test_images)
     model.separate(test.mixtures(slice(0, 500)))  # warm-up, so one-off set-up is not timed
     row = {"path": args.evaluate, "model": model.config.get("model", type(model).__name__),
            "num_parameters": shared.num_parameters(model), "device": str(model.device),
@@ -172,15 +177,13 @@ def time_widths(args: argparse.Namespace, models: list[str]) -> list[dict]:
                         ) from None
     if not widths or min(widths) < 1:
         raise UserError(f"--time-widths must be positive, not {args.time_widths!r}")
-    data = shared.load_data(Config(experiment="separator", dataset=args.dataset,
-                                   seed=args.seed, test_limit=args.test_limit).validate())
-    test = fixed_test_mixtures(data.test_images)
+    image_shape, test = test_mixtures(args)
     rows = []
     for name in models:
         for width in widths:
             config = Config(experiment="separator", model=name, width=width,
                             seed=args.seed).validate()
-            model = separation.build(config, data.image_shape).to(pick_device(args.device))
+            model = separation.build(config, image_shape).to(pick_device(args.device))
             model.separate(test.mixtures(slice(0, 500)))  # warm-up: one-off set-up untimed
             seconds = separation.separate_all(model, test)[2]
             rows.append({"model": name, "width": width,
@@ -253,29 +256,22 @@ def main() -> int:
         print("--init-from continues one run: give one --models and one --protocols",
               file=sys.stderr)
         return 2
-    if args.time_widths:
+    if args.time_widths or args.evaluate:  # train nothing
         try:
-            timings = time_widths(args, models)
+            if args.time_widths:
+                name, timings = "separation-timing", time_widths(args, models)
+                body = {"machine": machine(timings[0]["device"]), "rows": timings}
+            else:
+                name, row = "separation-evaluation", evaluate_file(args)
+                body = {"machine": machine(row["device"]), **row}
         except UserError as error:
             print(f"separation benchmark: error: {error}", file=sys.stderr)
             return 2
-        write_json_atomic({"benchmark": "separation-timing", "dataset": DATASET_NAME,
+        path = Path(args.out) / f"{name}.json"
+        write_json_atomic({"benchmark": name, "dataset": DATASET_NAME,
                            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                           "machine": machine(timings[0]["device"]), "rows": timings},
-                          Path(args.out) / "separation-timing.json")
-        print(f"wrote {Path(args.out) / 'separation-timing.json'}")
-        return 0
-    if args.evaluate:
-        try:
-            row = evaluate_file(args)
-        except UserError as error:
-            print(f"separation benchmark: error: {error}", file=sys.stderr)
-            return 2
-        write_json_atomic({"benchmark": "separation-evaluation", "dataset": DATASET_NAME,
-                           "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                           "machine": machine(row["device"]), **row},
-                          Path(args.out) / "separation-evaluation.json")
-        print(f"wrote {Path(args.out) / 'separation-evaluation.json'}")
+                           **body}, path)
+        print(f"wrote {path}")
         return 0
     rows = []
     try:  # every run's options are checked before the first one trains

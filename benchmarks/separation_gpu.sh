@@ -47,7 +47,8 @@ common=(--protocols full --minutes "$minutes" --threads 4 --batch-size 256
         --learning-rate "${LR:-2e-3}" --dataset "folder:$data" "${init[@]}" ${EXTRA:-})
 guard=()
 if [ -n "${DEADLINE_S:-}" ]; then  # SIGTERM makes training save its state and stop
-    guard=(timeout -s TERM -k 30 $((DEADLINE_S - (SECONDS - start))))
+    left=$((DEADLINE_S - (SECONDS - start)))
+    guard=(timeout -s TERM -k 30 $((left > 1 ? left : 1)))
 fi
 for run in ${RUNS:-unet:64 resunet:96}; do
     model=${run%%:*} width=${run##*:}
