@@ -83,6 +83,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bottleneck-blocks", type=int, default=0,
                         help="residual blocks added at the U-Net's lowest resolution; with "
                              "--init-from, the trained U-Net grows into the deeper one")
+    parser.add_argument("--augmentation", default="auto",
+                        help="none, flips, light or simclr, applied to each source (default "
+                             "auto: flips)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
@@ -118,6 +121,7 @@ def config_for(args: argparse.Namespace, model: str, protocol: str) -> Config:
                     dataset=args.dataset, epochs=500, warmup_epochs=10.0,
                     width=args.width, bottleneck_blocks=args.bottleneck_blocks,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
+                    augmentation=args.augmentation,
                     seed=args.seed, device=args.device, time_budget=args.minutes,
                     train_limit=args.train_limit, test_limit=args.test_limit,
                     init_from=args.init_from,
@@ -295,7 +299,7 @@ def main() -> int:
         "machine": machine(rows[0]["device"] if rows else None),
         "minutes_per_run": args.minutes, "init_from": args.init_from,
         "bottleneck_blocks": args.bottleneck_blocks,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "augmentation": args.augmentation,
         "learning_rate": args.learning_rate, "seed": args.seed,
         "train_limit": args.train_limit, "test_limit": args.test_limit,
         "anchors_db": ANCHORS, "runs": rows,

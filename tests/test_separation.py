@@ -130,6 +130,40 @@ def test_separators_reproduce_the_mixture_and_train(name):
     assert not missing
 
 
+@pytest.mark.parametrize("augmentation", ["none", "flips"])
+def test_training_step_mixes_the_sources_it_scores(augmentation, monkeypatch):
+    """With flips, each source of a pair is mirrored on its own and the mixture the network
+    sees is made again from the two: it stays the exact average of what the loss compares."""
+    torch.manual_seed(0)
+    config = Config(experiment="separator", width=4, augmentation=augmentation).validate()
+    model = separation.build(config, (3, 8, 8))
+    sources = torch.randint(0, 256, (64, 2, 3, 8, 8), dtype=torch.uint8)
+    given = sources.float().sum(1) / 510
+    seen = []
+
+    def oracle_split(m):  # records the mixture and answers d = 0
+        seen.append(m)
+        return torch.zeros_like(m), torch.zeros(len(m))
+    monkeypatch.setattr(model, "split", oracle_split)
+    logs = separation.make_train_step(config, 1, variational=False)(model, given, sources)
+    m = seen[0].float()
+    s1, s2 = sources.float().unbind(1)
+    combos = torch.stack([(a + b) / 510 for a in (s1, s1.flip(-1)) for b in (s2, s2.flip(-1))])
+    match = (combos - m).abs().flatten(2).amax(2) < 1e-6  # (4 combinations, 64)
+    assert match.any(0).all()  # every mixture is the average of its (mirrored) sources
+    mixed_flips = match[1] | match[2]  # exactly one of the two sources mirrored
+    if augmentation == "none":
+        assert match[0].all()
+    else:
+        assert mixed_flips.sum() > 8 and match[0].sum() > 4
+    # the loss scores the outputs against those same sources: d = 0 gives the PIT MSE of m
+    x1, x2 = (s / 255 for s in (s1, s2))
+    expected = torch.stack([((m - a).pow(2) + (m - b).pow(2)).mean((1, 2, 3)) / 2
+                            for a in (x1, x1.flip(-1)) for b in (x2, x2.flip(-1))])
+    which = match.float().argmax(0)
+    assert torch.allclose(logs["mse"], expected.gather(0, which[None])[0].mean(), rtol=1e-4)
+
+
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 20, 12)])
 def test_separators_accept_any_image_size(shape):
     for cls in SEPARATORS.values():

@@ -6,6 +6,7 @@ import torch
 from latentlab.transforms import (
     AUGMENTATIONS,
     color_jitter,
+    flip_augment,
     random_grayscale,
     random_resized_crop,
     random_translate,
@@ -58,3 +59,13 @@ def test_translation_moves_whole_pixels():
 
 def test_crop_can_make_smaller_outputs():
     assert random_resized_crop(torch.rand(2, 3, 32, 32), size=(24, 24)).shape == (2, 3, 24, 24)
+
+
+def test_flips_mirror_each_image_exactly_or_leave_it_and_keep_uint8():
+    images = torch.randint(0, 256, (200, 3, 6, 5), dtype=torch.uint8)
+    out = flip_augment(images, generator=torch.Generator().manual_seed(1))
+    assert out.dtype == torch.uint8
+    kept = (out == images).flatten(1).all(1)
+    mirrored = (out == images.flip(-1)).flatten(1).all(1)
+    assert (kept | mirrored).all()
+    assert 70 <= int(mirrored.sum()) <= 130  # about half of 200

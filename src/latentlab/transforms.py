@@ -158,9 +158,18 @@ def light_augment(images: Tensor, generator: torch.Generator | None = None) -> T
     return random_translate(images, max_shift=max(1, images.shape[-1] // 8), generator=generator)
 
 
+def flip_augment(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Mirror each image left-right with probability 1/2. Exact (no resampling), so it keeps
+    uint8 images uint8. (B, C, H, W) -> same."""
+    device = generator.device if generator else "cpu"
+    flip = torch.rand(len(images), generator=generator, device=device).to(images.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
 def no_augment(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return images
 
 
 AUGMENTATIONS: dict[str, Callable[..., Tensor]] = {
-    "none": no_augment, "light": light_augment, "simclr": simclr_augment}
+    "none": no_augment, "flips": flip_augment, "light": light_augment,
+    "simclr": simclr_augment}

@@ -33,6 +33,7 @@ from latentlab.losses import (
 from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator
 from latentlab.plots import plot_image_rows, plot_separation_comparison
 from latentlab.training import fit, pick_device, steps_per_epoch
+from latentlab.transforms import AUGMENTATIONS, no_augment
 
 EXAMPLES = 10  # test mixtures shown in separation_examples.png
 SWAP_TILES = (16, 8, 4)  # tile sizes of the swap oracle in metrics.json (pixels)
@@ -114,13 +115,27 @@ def objective(first: Tensor, second: Tensor, x1: Tensor, x2: Tensor, kl: Tensor,
     return {"loss": loss, "mse": mse.detach(), "psnr": -log_mse.detach()}
 
 
+def augmentation_name(config: Config) -> str:
+    """auto: mirror each source left-right at random. Flipping the two images of a pair
+    separately gives four mixtures per pair, all exact; it slows the overfitting that long
+    runs (and the 1,000-image assignment protocol) show."""
+    return "flips" if config.augmentation == "auto" else config.augmentation
+
+
 def make_train_step(config: Config, n_steps: int, variational: bool) -> Any:
     """Training step on the raw outputs m +- d; the KL weight ramps up over
-    --kl-warmup-epochs."""
+    --kl-warmup-epochs. With an augmentation, each source is augmented on its own and the
+    mixture made again from the results."""
     steps_done = [0]
+    augment = AUGMENTATIONS[augmentation_name(config)]
 
     def step(model: Separator, m: Tensor, sources: Tensor) -> dict[str, Tensor]:
-        x1, x2 = as_sources(sources)
+        if augment is not no_augment:
+            pair = augment(sources.flatten(0, 1).float() / 255).view(sources.shape)
+            x1, x2 = pair[:, 0], pair[:, 1]
+            m = model.prepare((x1 + x2) / 2, model.input_size(), checked=False)
+        else:
+            x1, x2 = as_sources(sources)
         d, kl = model(m)
         warmup = config.kl_warmup_epochs * n_steps
         weight = config.beta * min(1.0, steps_done[0] / warmup) if warmup else config.beta
@@ -223,8 +238,8 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     if distributed.is_main():
         shared.start_run(config)
         print(f"training {config.model} ({type(model).__name__}, "
-              f"{shared.num_parameters(model):,} parameters) on {pick_device(config.device)}; "
-              f"results in {run_dir}/")
+              f"{shared.num_parameters(model):,} parameters) on {pick_device(config.device)} "
+              f"with {augmentation_name(config)} augmentation; results in {run_dir}/")
     variational = isinstance(model, TwoDecoderVAESeparator)
     best = BestWeights(model, config, run_dir / "best_separator.pth", resume)
     # the views index like tensors: the loop reads mixtures as images and sources as labels
