@@ -8,7 +8,8 @@ import torch
 import latentlab
 from latentlab.cli import main
 from latentlab.config import Config
-from latentlab.experiments.contrastive import augmentation_name, build
+from latentlab.experiments.contrastive import build
+from latentlab.experiments.shared import augmentation_name
 from latentlab.models import ResNetContrastive
 
 QUICK = ["--dataset", "digits", "--train-limit", "200", "--test-limit", "100",
@@ -42,6 +43,7 @@ def test_build_picks_encoder_width_head_and_augmentation():
     assert augmentation_name(Config(experiment="simclr"), (1, 8, 8)) == "simclr"
     assert augmentation_name(Config(experiment="supcon"), (3, 32, 32)) == "light"
     assert augmentation_name(Config(experiment="contrastive"), (1, 8, 8)) == "none"
+    assert augmentation_name(Config(experiment="separator"), (1, 8, 8)) == "flips"
 
 
 def test_bad_options_are_user_errors(tmp_path, capsys):

@@ -130,12 +130,12 @@ def test_separators_reproduce_the_mixture_and_train(name):
     assert not missing
 
 
-@pytest.mark.parametrize("augmentation", ["none", "flips"])
-def test_training_step_mixes_the_sources_it_scores(augmentation, monkeypatch):
+@pytest.mark.parametrize("option, resolved", [("none", "none"), ("auto", "flips")])
+def test_training_step_mixes_the_sources_it_scores(option, resolved, monkeypatch):
     """With flips, each source of a pair is mirrored on its own and the mixture the network
     sees is made again from the two: it stays the exact average of what the loss compares."""
     torch.manual_seed(0)
-    config = Config(experiment="separator", width=4, augmentation=augmentation).validate()
+    config = Config(experiment="separator", width=4, augmentation=option).validate()
     model = separation.build(config, (3, 8, 8))
     sources = torch.randint(0, 256, (64, 2, 3, 8, 8), dtype=torch.uint8)
     given = sources.float().sum(1) / 510
@@ -145,7 +145,10 @@ def test_training_step_mixes_the_sources_it_scores(augmentation, monkeypatch):
         seen.append(m)
         return torch.zeros_like(m), torch.zeros(len(m))
     monkeypatch.setattr(model, "split", oracle_split)
-    logs = separation.make_train_step(config, 1, variational=False)(model, given, sources)
+    augmentation = shared.augmentation_name(config, (3, 8, 8))
+    assert augmentation == resolved
+    step = separation.make_train_step(config, 1, variational=False, augmentation=augmentation)
+    logs = step(model, given, sources)
     m = seen[0].float()
     s1, s2 = sources.float().unbind(1)
     combos = torch.stack([(a + b) / 510 for a in (s1, s1.flip(-1)) for b in (s2, s2.flip(-1))])

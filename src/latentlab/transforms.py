@@ -22,9 +22,11 @@ Augmentation = Callable[[Tensor], Tensor]
 
 def uniform(n: int, low: float, high: float, like: Tensor,
             generator: torch.Generator | None = None) -> Tensor:
-    """(n,) uniform samples in [low, high) on like's device and dtype."""
+    """(n,) uniform samples in [low, high) on like's device, in its dtype when that is a
+    floating type (float32 for integer images)."""
     u = torch.rand(n, generator=generator, device=generator.device if generator else "cpu")
-    return (low + (high - low) * u).to(device=like.device, dtype=like.dtype)
+    dtype = like.dtype if like.is_floating_point() else torch.float32
+    return (low + (high - low) * u).to(device=like.device, dtype=dtype)
 
 
 def resample(images: Tensor, theta: Tensor, size: tuple[int, int] | None,
@@ -161,8 +163,7 @@ def light_augment(images: Tensor, generator: torch.Generator | None = None) -> T
 def flip_augment(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Mirror each image left-right with probability 1/2. Exact (no resampling), so it keeps
     uint8 images uint8. (B, C, H, W) -> same."""
-    device = generator.device if generator else "cpu"
-    flip = torch.rand(len(images), generator=generator, device=device).to(images.device) < 0.5
+    flip = uniform(len(images), 0, 1, images, generator) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
 
 

@@ -36,15 +36,6 @@ TITLES = {"contrastive": "Margin contrastive", "supcon": "Supervised contrastive
 DISTANCE_LABEL = "Euclidean distance of L2-normalised embeddings"
 
 
-def augmentation_name(config: Config, image_shape: tuple[int, int, int]) -> str:
-    """auto: SimCLR's recipe for simclr, flips and shifts for colour images, none for grey."""
-    if config.augmentation != "auto":
-        return config.augmentation
-    if config.experiment == "simclr":
-        return "simclr"
-    return "light" if image_shape[0] == 3 else "none"
-
-
 def build(config: Config, image_shape: tuple[int, int, int]) -> ContrastiveModel:
     encoder = resolve_family(CONTRASTIVE_MODELS, config.encoder, image_shape, config.experiment)
     projection_dim = 0 if config.experiment == "contrastive" else PROJECTION_DIM
@@ -87,7 +78,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
         raise UserError(f"{name} is not a contrastive method; choose {', '.join(TITLES)}")
     data = shared.load_data(config)
     model = build(config, data.image_shape)
-    augmentation = augmentation_name(config, data.image_shape)
+    augmentation = shared.augmentation_name(config, data.image_shape)
     print(f"{TITLES[name]} with {augmentation} augmentation")
     step = make_step(config, AUGMENTATIONS[augmentation])
     result = shared.train(model, config, data, step, step, resume)

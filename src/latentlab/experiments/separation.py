@@ -115,19 +115,13 @@ def objective(first: Tensor, second: Tensor, x1: Tensor, x2: Tensor, kl: Tensor,
     return {"loss": loss, "mse": mse.detach(), "psnr": -log_mse.detach()}
 
 
-def augmentation_name(config: Config) -> str:
-    """auto: mirror each source left-right at random. Flipping the two images of a pair
-    separately gives four mixtures per pair, all exact; it slows the overfitting that long
-    runs (and the 1,000-image assignment protocol) show."""
-    return "flips" if config.augmentation == "auto" else config.augmentation
-
-
-def make_train_step(config: Config, n_steps: int, variational: bool) -> Any:
+def make_train_step(config: Config, n_steps: int, variational: bool,
+                    augmentation: str) -> Any:
     """Training step on the raw outputs m +- d; the KL weight ramps up over
     --kl-warmup-epochs. With an augmentation, each source is augmented on its own and the
     mixture made again from the results."""
     steps_done = [0]
-    augment = AUGMENTATIONS[augmentation_name(config)]
+    augment = AUGMENTATIONS[augmentation]
 
     def step(model: Separator, m: Tensor, sources: Tensor) -> dict[str, Tensor]:
         if augment is not no_augment:
@@ -235,11 +229,12 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
               f"{initialised_from.get('test_psnr', float('nan')):.2f} dB)")
     torch.manual_seed(config.seed)
     run_dir = config.run_dir
+    augmentation = shared.augmentation_name(config, data.image_shape)
     if distributed.is_main():
         shared.start_run(config)
         print(f"training {config.model} ({type(model).__name__}, "
               f"{shared.num_parameters(model):,} parameters) on {pick_device(config.device)} "
-              f"with {augmentation_name(config)} augmentation; results in {run_dir}/")
+              f"with {augmentation} augmentation; results in {run_dir}/")
     variational = isinstance(model, TwoDecoderVAESeparator)
     best = BestWeights(model, config, run_dir / "best_separator.pth", resume)
     # the views index like tensors: the loop reads mixtures as images and sources as labels
@@ -247,7 +242,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
                  cast(Tensor, train.source_view()), cast(Tensor, test.mixture_view()),
                  cast(Tensor, test.source_view()),
                  make_train_step(config, steps_per_epoch(len(train), config.batch_size),
-                                 variational),
+                                 variational, augmentation),
                  make_eval_step(config, variational), run_dir / "checkpoint.pth", resume=resume,
                  on_epoch_start=train.resample, on_epoch_end=best.update)
     best.restore()

@@ -31,6 +31,20 @@ def code_version() -> str:
     return f"{latentlab.__version__}+{commit}" if commit else latentlab.__version__
 
 
+def augmentation_name(config: Config, image_shape: tuple[int, int, int]) -> str:
+    """What --augmentation auto means: SimCLR's recipe for simclr; for separators, each
+    source mirrored left-right on its own (four exact mixtures per pair, which slows the
+    overfitting of long runs and of the 1,000-image assignment protocol); flips and shifts
+    for other colour images; none for grey."""
+    if config.augmentation != "auto":
+        return config.augmentation
+    if config.experiment == "simclr":
+        return "simclr"
+    if config.experiment == "separator":
+        return "flips"
+    return "light" if image_shape[0] == 3 else "none"
+
+
 def load_data(config: Config) -> ImageData:
     data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
     data = data.limit(config.train_limit, config.test_limit, seed=config.seed)
