@@ -238,7 +238,9 @@ def plot_curves(rows: list[dict], path: Path) -> None:
                        color="grey")
     for name, value in ANCHORS.items():
         ax.axhline(value, ls=":", lw=1, color="grey")
-        ax.text(0, value, name, fontsize=7, va="bottom", color="grey")
+        # x in axes units: the label stays inside the plot wherever the curves start
+        ax.text(0.99, value, name, transform=ax.get_yaxis_transform(), fontsize=7,
+                ha="right", va="bottom", color="grey")
     ax.set_xlabel("training time (minutes)")
     ax.set_ylabel("test PSNR (dB)")
     ax.set_title(f"Unmixing two images, {DATASET_NAME}")
