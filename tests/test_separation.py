@@ -23,6 +23,7 @@ from latentlab.data import (
 from latentlab.errors import UserError
 from latentlab.experiments import separation, shared
 from latentlab.models import SEPARATORS, MLPAutoencoder
+from latentlab.plots import wrap_name
 
 
 @pytest.fixture(autouse=True)
@@ -280,7 +281,14 @@ def test_separator_run_writes_its_results(trained_unet):
     assert metrics["test_psnr"] - 1e-3 <= swaps["16"] <= swaps["8"] + 1e-3 <= swaps["4"] + 2e-3
     comparison = json.loads((trained_unet / "comparison.json").read_text())
     assert [row["model"] for row in comparison] == ["unet"]
+    assert comparison[0]["baseline_average_ssim"] == metrics["baseline_average_ssim"]
     assert (trained_unet / "separation_comparison.png").is_file()
+
+
+def test_long_model_names_break_at_their_last_hyphen():
+    assert wrap_name("two-decoder-vae") == "two-decoder-\nvae"
+    assert wrap_name("resunet") == "resunet"
+    assert wrap_name("unet") == "unet"
 
 
 def test_unet_trained_briefly_on_digits_beats_returning_the_mixture(trained_unet):

@@ -96,20 +96,30 @@ def plot_image_rows(rows: Sequence[Tensor], row_names: Sequence[str], path: str 
     save_figure(figure, path)
 
 
+def wrap_name(name: str, width: int = 8) -> str:
+    """'two-decoder-vae' -> 'two-decoder-\\nvae': long names break at their last hyphen, so
+    the labels of neighbouring bars never overlap."""
+    head, hyphen, tail = name.rpartition("-")
+    return f"{head}{hyphen}\n{tail}" if len(name) > width and hyphen else name
+
+
 def plot_separation_comparison(rows: Sequence[dict], path: str | Path) -> None:
     """Test PSNR and SSIM of each separator run, with the mixture baseline marked."""
-    names = [f"{r['model']}\n({r.get('protocol')})" for r in rows]
-    figure, axes = plt.subplots(1, 2, figsize=(max(7, 1.6 * len(rows) + 3), 3.8))
-    for ax, key, unit in ((axes[0], "test_psnr", "PSNR (dB)"), (axes[1], "test_ssim", "SSIM")):
-        values = [float(r.get(key) or np.nan) for r in rows]
+    names = [f"{wrap_name(r['model'])}\n({r.get('protocol')})" for r in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(max(7, 1.6 * len(rows) + 3), 3.8),
+                                layout="constrained")
+    for ax, key, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+        values = [float(r.get(f"test_{key}") or np.nan) for r in rows]
         bars = ax.bar(names, values, color=class_colours(len(rows)))
-        ax.bar_label(bars, fmt="%.3f" if key == "test_ssim" else "%.2f", fontsize=8)
-        if key == "test_psnr":
-            baselines = [float(r.get("baseline_average_psnr") or np.nan) for r in rows]
+        ax.bar_label(bars, fmt="%.3f" if key == "ssim" else "%.2f", fontsize=8)
+        baselines = [float(r.get(f"baseline_average_{key}") or np.nan) for r in rows]
+        if not np.isnan(baselines).all():
             ax.axhline(float(np.nanmean(baselines)), color="k", ls="--", lw=1,
                        label="returning the mixture")
             ax.legend(fontsize=8, loc="lower right")
-            ax.set_ylim(bottom=min([*values, *baselines]) - 2)
+        # start the axis under the lowest bar, so small gaps between models show
+        margin = 2.0 if key == "psnr" else 0.1
+        ax.set_ylim(bottom=max(0.0, float(np.nanmin([*values, *baselines])) - margin))
         ax.set_ylabel(unit)
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
