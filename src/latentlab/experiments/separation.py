@@ -315,7 +315,7 @@ def write_comparison(folder: Path) -> None:
         rows.append({key: metrics.get(key) for key in (
             "model", "protocol", "dataset", "test_psnr", "test_ssim", "test_mse",
             "baseline_average_psnr", "baseline_average_ssim", "num_parameters", "train_seconds",
-            "epochs",            "separation_seconds", "test_mixtures")})
+            "epochs", "separation_seconds", "test_mixtures")})
     if rows:
         write_json_atomic(rows, folder / "comparison.json")
         plot_separation_comparison(rows, folder / "separation_comparison.png")
