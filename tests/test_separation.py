@@ -394,10 +394,16 @@ def test_separate_command_mixes_and_separates(trained_unet, tmp_path, capsys):
     b = write_png(tmp_path / "b.png", (16, 16), (0, 0, 250))
     model = str(trained_unet / "unet" / "separator_model.pth")
     assert main(["separate", model, "--mix", a, b, "--out", str(tmp_path / "mixed")]) == 0
-    assert "PSNR against the originals" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "PSNR against the originals" in out
+    # the model works at 8x8: only the 16x16 image is resized, and the user is told so
+    assert "b.png (16x16) was resized" in out and "a.png" not in out
     for name in ("mixture.png", "x1_hat.png", "x2_hat.png", "separation.png"):
         assert (tmp_path / "mixed" / name).is_file()
+    with Image.open(tmp_path / "mixed" / "separation.png") as figure:
+        assert figure.width > 3 * figure.height  # five images side by side
     assert main(["separate", model, a, "--out", str(tmp_path / "blend")]) == 0
+    assert "resized" not in capsys.readouterr().out
     with Image.open(tmp_path / "blend" / "x1_hat.png") as image:
         assert image.size == (8, 8)
 

@@ -196,7 +196,7 @@ def command_separate(args: argparse.Namespace) -> int:
 
     import latentlab
     from latentlab.evaluation import align_to_sources, psnr
-    from latentlab.plots import plot_image_rows, save_image
+    from latentlab.plots import plot_image_strip, save_image
 
     if (args.blended is None) == (args.mix is None):
         raise UserError("give either one blended image or --mix A B (not both)")
@@ -206,25 +206,37 @@ def command_separate(args: argparse.Namespace) -> int:
                         f"({type(model).__name__}), not a separator; give the "
                         "separator_model.pth written by `latentlab train separator`")
     out = Path(args.out)
+    paths = args.mix or [args.blended]
+    images = [read_image(p) for p in paths]
+    height, width = model.input_size()
+    resized = [f"{p} ({i.shape[-1]}x{i.shape[-2]})" for p, i in zip(paths, images)
+               if tuple(i.shape[-2:]) != (height, width)]
+    if resized:  # the network only knows the scale of the images it was trained on
+        print(f"note: this separator works at {width}x{height} pixels, the size of its "
+              f"training images; {' and '.join(resized)} "
+              f"{'was' if len(resized) == 1 else 'were'} resized to it, and the outputs "
+              f"are {width}x{height}")
     if args.mix:
-        a, b = (model.prepare(read_image(p), model.input_size()) for p in args.mix)
+        a, b = (model.prepare(image, (height, width)) for image in images)
         mixture = (a + b) / 2
     else:
-        mixture = model.prepare(read_image(args.blended), model.input_size())
+        mixture = model.prepare(images[0], (height, width))
     x1, x2 = model.separate(mixture)
-    rows, names = [mixture, x1, x2], ["mixture", "output 1", "output 2"]
-    for image, name in zip(rows, ("mixture", "x1_hat", "x2_hat")):
+    for image, name in zip((mixture, x1, x2), ("mixture", "x1_hat", "x2_hat")):
         save_image(image[0], out / f"{name}.png")
+    shown, names = [mixture, x1, x2], ["mixture", "output 1", "output 2"]
+    title = f"{type(model).__name__} on a blend"
     if args.mix:
         x1, x2 = align_to_sources(x1, x2, a, b)
         score = float((psnr(x1, a) + psnr(x2, b)).mean() / 2)
         baseline = float((psnr(mixture, a) + psnr(mixture, b)).mean() / 2)
-        rows, names = [mixture, a, b, x1, x2], ["mixture", "A", "B", "output for A",
-                                                "output for B"]
+        shown, names = [mixture, a, b, x1, x2], ["mixture", "A", "B", "output for A",
+                                                 "output for B"]
         print(f"PSNR against the originals: {score:.2f} dB (returning the mixture: "
               f"{baseline:.2f} dB)")
-    plot_image_rows([r.cpu() for r in rows], names, out / "separation.png",
-                    f"{type(model).__name__} on a {'mix of two images' if args.mix else 'blend'}")
+        title = (f"{type(model).__name__} on a mix of two images: {score:.2f} dB "
+                 f"(returning the mixture: {baseline:.2f} dB)")
+    plot_image_strip(shown, names, out / "separation.png", title)
     print(f"wrote {out}/mixture.png, x1_hat.png, x2_hat.png and separation.png")
     return 0
 

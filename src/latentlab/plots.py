@@ -96,6 +96,21 @@ def plot_image_rows(rows: Sequence[Tensor], row_names: Sequence[str], path: str 
     save_figure(figure, path)
 
 
+def plot_image_strip(images: Sequence[Tensor], names: Sequence[str], path: str | Path,
+                     title: str) -> None:
+    """Single (1, C, H, W) or (C, H, W) images side by side, each named above (a mixture
+    and its separated outputs)."""
+    figure, axes = plt.subplots(1, len(images), figsize=(1.9 * len(images), 2.5),
+                                squeeze=False, layout="constrained")
+    for ax, image, name in zip(axes[0], images, names):
+        pixels = image.detach().float().cpu().reshape(-1, *image.shape[-2:]).clamp(0, 1)
+        ax.imshow(pixels.expand(3, -1, -1).permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
+    figure.suptitle(title, fontsize=11)
+    save_figure(figure, path)
+
+
 def wrap_name(name: str, width: int = 8) -> str:
     """'two-decoder-vae' -> 'two-decoder-\\nvae': long names break at their last hyphen, so
     the labels of neighbouring bars never overlap."""
