@@ -1,7 +1,9 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import latentlab
 from latentlab.checkpoint import model_record, save_atomic
@@ -38,11 +40,25 @@ def test_api_converts_native_images_to_what_the_model_needs(tmp_path: Path) -> N
     assert 0 <= float(reconstruction.min()) and float(reconstruction.max()) <= 1
 
 
+def test_api_takes_pil_images_and_channels_last_arrays() -> None:
+    model = MLPAutoencoder((3, 8, 8), latent_dim=4)
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    expected = model.prepare(torch.from_numpy(pixels).permute(2, 0, 1))  # (C, H, W)
+    pixels.flags.writeable = False  # as np.asarray(PIL image) gives it
+    assert torch.equal(model.prepare(pixels), expected)  # (H, W, C)
+    assert torch.equal(model.prepare(np.stack([pixels] * 2)), expected.expand(2, -1, -1, -1))
+    assert torch.equal(model.prepare(Image.fromarray(pixels)), expected)
+    grey = Image.fromarray(pixels[:, :, 0])
+    assert torch.equal(model.prepare(grey), model.prepare(torch.from_numpy(pixels[:, :, 0].copy())))
+    with_alpha = Image.fromarray(np.dstack([pixels, np.zeros((8, 8), np.uint8)]))
+    assert torch.equal(model.prepare(with_alpha), expected)  # alpha dropped
+
+
 @pytest.mark.parametrize("images, message", [
     (torch.rand(2, 3, 8, 8) * 255, "divide 0..255 pixels by 255"),
     (torch.rand(2, 2, 8, 8), "1, 3 or 4 channels"),
     (torch.rand(2, 2, 3, 8, 8), "shape"),
-    ("not an image", "tensor or numpy"),
+    ("not an image", "tensor, numpy array or PIL image"),
     (torch.zeros(2, 3, 8, 8, dtype=torch.int32), "uint8 or float"),
 ])
 def test_api_refuses_images_it_cannot_convert(tmp_path: Path, images: object,

@@ -97,8 +97,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """Rebuild a trained latentlab model from its .pth file, in eval mode, ready for use.
 
     The result has `.embed(images)` and, depending on its kind, `.reconstruct(images)`,
-    `.sample(n)` or `.separate(mixtures)`; images are float (N, C, H, W) tensors in [0, 1]
-    at any size and channel count (they are converted to what the model was trained on).
+    `.sample(n)` or `.separate(mixtures)`; images are (N, C, H, W) tensors (float in [0, 1]
+    or uint8), numpy arrays or PIL images at any size and channel count (they are converted
+    to what the model was trained on; see `ImageModel.prepare`).
     """
     return rebuild(read_checkpoint(path, "model"), path).to(device).eval()
 

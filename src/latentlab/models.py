@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import numpy as np
+import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,15 +54,25 @@ class ImageModel(nn.Module):
         """Any image batch -> float (N, C, H, W) in [0, 1] with this model's channels and size.
 
         Accepts (N, C, H, W), one (C, H, W) image or one (H, W) grey image, as a tensor or
-        numpy array; uint8 is scaled from 0..255. Channels are converted (grey <-> RGB, alpha
-        dropped) and the size is changed with antialiased bilinear resampling. checked=False
-        skips the checks of float values, which wait for a GPU to finish its queued work: for
-        batches of a loaded dataset, whose values are known to be valid.
+        numpy array, or a PIL image; uint8 is scaled from 0..255. Numpy arrays may also be
+        channels-last, (H, W, C) or (N, H, W, C), as PIL, imageio and matplotlib give them.
+        Channels are converted (grey <-> RGB, alpha dropped) and the size is changed with
+        antialiased bilinear resampling. checked=False skips the checks of float values,
+        which wait for a GPU to finish its queued work: for batches of a loaded dataset,
+        whose values are known to be valid.
         """
+        if isinstance(images, PIL.Image.Image):
+            if images.mode != "L":
+                images = images.convert("RGBA" if "A" in images.getbands() else "RGB")
+            images = np.asarray(images)
         if isinstance(images, np.ndarray):
-            images = torch.from_numpy(np.ascontiguousarray(images))
+            if images.ndim >= 3 and images.shape[-1] in (1, 3, 4) and images.shape[-3] not in (
+                    1, 3, 4):  # channels-last: the last axis is the only one that can be C
+                images = np.moveaxis(images, -1, -3)
+            images = torch.from_numpy(np.array(images))  # a copy: the array may be read-only
         if not isinstance(images, Tensor):
-            raise UserError(f"images must be a tensor or numpy array, not {type(images).__name__}")
+            raise UserError("images must be a tensor, numpy array or PIL image, not "
+                            f"{type(images).__name__}")
         if images.ndim == 2:
             images = images[None, None]
         elif images.ndim == 3:
