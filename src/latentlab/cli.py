@@ -130,8 +130,10 @@ def command_train(args: argparse.Namespace) -> int:
 
     config = resolve_config(args, args.experiment)
     metrics = EXPERIMENTS[args.experiment](config, args.resume)
-    print(json.dumps(metrics, indent=2))
-    print(f"results written to {config.run_dir}/")
+    # the headline numbers; tables and curves stay in metrics.json
+    shown = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+    print(json.dumps(shown, indent=2))
+    print(f"results written to {config.run_dir}/ (all metrics in metrics.json)")
     return 0
 
 
