@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from latentlab.checkpoint import load, write_json_atomic  # noqa: E402
 from latentlab.config import Config  # noqa: E402
-from latentlab.data import MixturePairs, fixed_test_mixtures  # noqa: E402
+from latentlab.data import ImageData, MixturePairs, fixed_test_mixtures  # noqa: E402
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
 from latentlab.models import SEPARATORS, Separator  # noqa: E402
-from latentlab.plots import plt, save_figure  # noqa: E402
+from latentlab.plots import plot_class_pair_psnr, plt, save_figure  # noqa: E402
 from latentlab.training import Interrupted, pick_device  # noqa: E402
 
 DATASET = "folder:" + str((ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve())
@@ -136,11 +136,11 @@ def run_one(config: Config) -> dict:
     return metrics
 
 
-def test_mixtures(args: argparse.Namespace) -> tuple[tuple[int, int, int], MixturePairs]:
-    """The image shape of --dataset and its fixed test mixtures."""
+def test_mixtures(args: argparse.Namespace) -> tuple[ImageData, MixturePairs]:
+    """--dataset and its fixed test mixtures."""
     data = shared.load_data(Config(experiment="separator", dataset=args.dataset,
                                    seed=args.seed, test_limit=args.test_limit).validate())
-    return data.image_shape, fixed_test_mixtures(data.test_images)
+    return data, fixed_test_mixtures(data.test_images)
 
 
 def evaluate_file(args: argparse.Namespace) -> dict:
@@ -149,7 +149,8 @@ def evaluate_file(args: argparse.Namespace) -> dict:
     if not isinstance(model, Separator):
         raise UserError(f"--evaluate {args.evaluate} holds a {type(model).__name__}, "
                         "not a separator; give a separator_model.pth")
-    image_shape, test = test_mixtures(args)
+    data, test = test_mixtures(args)
+    image_shape = data.image_shape
     if model.image_shape != image_shape:
         raise UserError(f"--evaluate {args.evaluate} was trained on "
                         f"{'x'.join(map(str, model.image_shape))} images, but --dataset holds "
@@ -158,7 +159,7 @@ def evaluate_file(args: argparse.Namespace) -> dict:
     model.separate(test.mixtures(slice(0, 500)))  # warm-up, so one-off set-up is not timed
     row = {"path": args.evaluate, "model": model.config.get("model", type(model).__name__),
            "num_parameters": shared.num_parameters(model), "device": str(model.device),
-           **separation.evaluate(model, test)}
+           **separation.evaluate(model, test, data.test_labels, data.class_names)}
     print(f"\n{row['model']} ({row['num_parameters']:,} parameters) from {args.evaluate}:\n"
           f"test PSNR {row['test_psnr']:.2f} dB, SSIM {row['test_ssim']:.3f} over "
           f"{row['test_mixtures']:,} test mixtures (returning the mixture: "
@@ -168,6 +169,12 @@ def evaluate_file(args: argparse.Namespace) -> dict:
     swaps = ", ".join(f"{tile}x{tile}: {psnr:.2f} dB"
                       for tile, psnr in row["test_psnr_if_tiles_could_swap"].items())
     print(f"if the two outputs could swap places per tile (an oracle): {swaps}")
+    if "test_psnr_by_class_pair" in row:
+        print(separation.describe_class_pairs(row["test_psnr_by_class_pair"]))
+        figure = Path(args.out) / "separation-evaluation_class_pairs.png"
+        plot_class_pair_psnr(row["test_psnr_by_class_pair"], figure,
+                             f"{row['model']}: test mixtures by the classes of their two images")
+        print(f"wrote {figure}")
     return row
 
 
@@ -181,13 +188,13 @@ def time_widths(args: argparse.Namespace, models: list[str]) -> list[dict]:
                         ) from None
     if not widths or min(widths) < 1:
         raise UserError(f"--time-widths must be positive, not {args.time_widths!r}")
-    image_shape, test = test_mixtures(args)
+    data, test = test_mixtures(args)
     rows = []
     for name in models:
         for width in widths:
             config = Config(experiment="separator", model=name, width=width,
                             seed=args.seed).validate()
-            model = separation.build(config, image_shape).to(pick_device(args.device))
+            model = separation.build(config, data.image_shape).to(pick_device(args.device))
             model.separate(test.mixtures(slice(0, 500)))  # warm-up: one-off set-up untimed
             seconds = separation.separate_all(model, test)[2]
             rows.append({"model": name, "width": width,

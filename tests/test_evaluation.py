@@ -5,6 +5,7 @@ import torch
 
 from latentlab.evaluation import (
     class_distances,
+    class_pair_means,
     embedding_metrics,
     knn_accuracy,
     linear_probe_accuracy,
@@ -75,3 +76,14 @@ def test_one_per_class_shows_every_class_of_a_sorted_test_set() -> None:
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
     assert one_per_class(labels, 5).tolist() == [0, 3, 5, 1, 4]
     assert sorted(one_per_class(labels, 100).tolist()) == list(range(8))
+
+
+def test_class_pair_means_pool_both_orders_and_count_each_pair_once() -> None:
+    values = torch.tensor([10.0, 20.0, 30.0, 40.0])
+    classes = torch.tensor([[0, 1], [1, 0], [2, 2], [0, 2]])
+    means, counts = class_pair_means(values, classes, 3)
+    assert torch.equal(means.nan_to_num(-1), means.T.nan_to_num(-1))  # symmetric
+    assert means[0, 1] == means[1, 0] == 15 and means[2, 2] == 30 and means[0, 2] == 40
+    assert means[1, 1].isnan() and means[1, 2].isnan()  # no mixture of those classes
+    assert counts.tolist() == [[0, 2, 1], [2, 0, 0], [1, 0, 1]]
+    assert int(counts.tril().sum()) == len(values)

@@ -279,10 +279,32 @@ def test_separator_run_writes_its_results(trained_unet):
     swaps = metrics["test_psnr_if_tiles_could_swap"]
     assert list(swaps) == ["16", "8", "4"]
     assert metrics["test_psnr"] - 1e-3 <= swaps["16"] <= swaps["8"] + 1e-3 <= swaps["4"] + 2e-3
+    # by class pair: every mixture counted once, and the count-weighted means give back the
+    # overall scores (up to the 3 decimals they are written with)
+    table = metrics["test_psnr_by_class_pair"]
+    assert table["classes"] == [str(digit) for digit in range(10)]
+    counts = torch.tensor(table["mixtures"])
+    assert torch.equal(counts, counts.T) and int(counts.tril().sum()) == metrics["test_mixtures"]
+    lower = counts.tril().bool()
+    for key, overall in (("psnr", metrics["test_psnr"]), ("gain_over_mixture",
+                         metrics["test_psnr"] - metrics["baseline_average_psnr"])):
+        means = torch.tensor([[v if v is not None else 0.0 for v in row] for row in table[key]])
+        assert float((means * counts)[lower].sum()) / metrics["test_mixtures"] == pytest.approx(
+            overall, abs=2e-3), key
+    assert (run / "separation_class_pairs.png").is_file()
     comparison = json.loads((trained_unet / "comparison.json").read_text())
     assert [row["model"] for row in comparison] == ["unet"]
     assert comparison[0]["baseline_average_ssim"] == metrics["baseline_average_ssim"]
     assert (trained_unet / "separation_comparison.png").is_file()
+
+
+def test_class_pairs_are_described_by_the_least_and_the_most_gain():
+    table = {"classes": ["cat", "dog", "ship"],
+             "psnr": [[18.0, 17.5, 20.0], [17.5, 18.5, None], [20.0, None, 19.0]],
+             "gain_over_mixture": [[3.0, 2.0, 5.5], [2.0, 3.1, None], [5.5, None, 2.5]]}
+    text = separation.describe_class_pairs(table)
+    assert "least on cat + dog (+2.00 dB over returning the mixture, 17.50 dB)" in text
+    assert "most on cat + ship (+5.50 dB, 20.00 dB)" in text
 
 
 def test_long_model_names_break_at_their_last_hyphen():
@@ -332,7 +354,11 @@ def test_benchmark_evaluate_reproduces_the_score_the_run_recorded(trained_unet, 
     for key in ("test_psnr", "test_ssim", "baseline_average_psnr"):
         assert result[key] == pytest.approx(recorded[key], abs=1e-4), key
     assert result["separation_seconds"] > 0 and result["device"] == "cpu"
-    assert "test PSNR" in capsys.readouterr().out
+    assert (result["test_psnr_by_class_pair"]["mixtures"]
+            == recorded["test_psnr_by_class_pair"]["mixtures"])
+    assert (tmp_path / "separation-evaluation_class_pairs.png").is_file()
+    out = capsys.readouterr().out
+    assert "test PSNR" in out and "class pairs: the separator gains least on" in out
 
 
 def test_benchmark_evaluate_refuses_a_model_that_is_no_separator(tmp_path, monkeypatch,

@@ -192,6 +192,24 @@ def separation_scores(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
     }
 
 
+def class_pair_means(values: Tensor, classes: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
+    """Mean of per-pair values (N,) for each unordered pair of classes (N, 2): a symmetric
+    (K, K) float64 matrix of means (NaN where no pair falls) and the (K, K) pair counts."""
+    a, b = classes[:, 0].long(), classes[:, 1].long()
+    sums = torch.zeros(n_classes * n_classes, dtype=torch.float64)
+    counts = torch.zeros(n_classes * n_classes, dtype=torch.int64)
+    # every pair goes in at (a, b) and at (b, a); a same-class pair lands twice on the
+    # diagonal, which leaves its mean as it is and is halved out of its count below
+    for row, column in ((a, b), (b, a)):
+        sums.index_add_(0, row * n_classes + column, values.double())
+        counts.index_add_(0, row * n_classes + column, torch.ones_like(row))
+    sums, counts = sums.view(n_classes, n_classes), counts.view(n_classes, n_classes)
+    means = sums / counts.clamp(min=1)
+    means[counts == 0] = float("nan")
+    counts.diagonal().div_(2, rounding_mode="floor")
+    return means, counts
+
+
 def tile_swap_psnr(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
                    source_2: Tensor, tile: int) -> Tensor:
     """Per-mixture PSNR (dB) if each tile x tile square could match the outputs to the

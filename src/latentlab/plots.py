@@ -142,6 +142,37 @@ def plot_separation_comparison(rows: Sequence[dict], path: str | Path) -> None:
     save_figure(figure, path)
 
 
+def plot_class_pair_psnr(table: dict, path: str | Path, title: str) -> None:
+    """Heat maps of `test_psnr_by_class_pair`: the mean PSNR of each unordered pair of classes
+    and its gain over returning the mixture (lower triangles), each cell written in, the
+    lowest values darkest."""
+    names = table["classes"]
+    size = 1.6 + 0.5 * len(names)
+    figure, axes = plt.subplots(1, 2, figsize=(2 * size, size + 0.5), layout="constrained")
+    for ax, key, label in ((axes[0], "psnr", "test PSNR (dB)"),
+                           (axes[1], "gain_over_mixture", "gain over returning the mixture (dB)")):
+        values = np.array([[np.nan if v is None else v for v in row] for row in table[key]],
+                          dtype=float)
+        values[np.triu_indices(len(names), 1)] = np.nan  # symmetric: one triangle says it all
+        shown = ax.imshow(values, cmap="magma", interpolation="nearest")
+        # the colour bar sits in the empty upper triangle
+        figure.colorbar(shown, cax=ax.inset_axes((0.74, 0.5, 0.035, 0.45)))
+        if len(names) <= 20:  # beyond that the numbers no longer fit their cells
+            low, high = np.nanmin(values), np.nanmax(values)
+            for (i, j), value in np.ndenumerate(values):
+                if not np.isnan(value):
+                    dark = value < low + 0.6 * (high - low)  # light text on the dark cells
+                    ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title(label, fontsize=10)
+    figure.suptitle(title, fontsize=11)
+    save_figure(figure, path)
+
+
 def save_image(image: Tensor, path: str | Path) -> None:
     """One (C, H, W) image in [0, 1] -> an 8-bit PNG file, written atomically."""
     from PIL import Image

@@ -24,14 +24,19 @@ from latentlab.checkpoint import (
 from latentlab.config import Config
 from latentlab.data import MixturePairs, fixed_test_mixtures, training_mixtures
 from latentlab.errors import UserError
-from latentlab.evaluation import align_to_sources, separation_scores, tile_swap_psnr
+from latentlab.evaluation import (
+    align_to_sources,
+    class_pair_means,
+    separation_scores,
+    tile_swap_psnr,
+)
 from latentlab.experiments import shared
 from latentlab.losses import (
     permutation_invariant_log_mse,
     permutation_invariant_mse,
 )
 from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator
-from latentlab.plots import plot_image_rows, plot_separation_comparison
+from latentlab.plots import plot_class_pair_psnr, plot_image_rows, plot_separation_comparison
 from latentlab.training import fit, pick_device, steps_per_epoch
 from latentlab.transforms import AUGMENTATIONS, no_augment
 
@@ -171,10 +176,10 @@ def separate_all(model: Separator, pairs: MixturePairs,
 
 
 def score(pairs: MixturePairs, estimate_1: Tensor, estimate_2: Tensor,
-          tiles: tuple[int, ...] = (), batch_size: int = 1000) -> dict[str, float]:
-    """Mean MSE, PSNR and SSIM over all mixtures (each mixture: mean over its two outputs),
-    and for each of `tiles` the tile-swap oracle's PSNR, as "tile_<size>"."""
-    totals: dict[str, float] = {}
+          tiles: tuple[int, ...] = (), batch_size: int = 1000) -> dict[str, Tensor]:
+    """Per-mixture MSE, PSNR and SSIM of every mixture (each the mean over its two outputs),
+    and for each of `tiles` the tile-swap oracle's PSNR, as "tile_<size>"; each (N,) float64."""
+    parts: dict[str, list[Tensor]] = {}
     for start in range(0, len(pairs), batch_size):
         window = slice(start, start + batch_size)
         x1, x2 = as_sources(pairs.sources(window).cpu())
@@ -183,8 +188,26 @@ def score(pairs: MixturePairs, estimate_1: Tensor, estimate_2: Tensor,
         for tile in tiles:
             scores[f"tile_{tile}"] = tile_swap_psnr(first, second, x1, x2, tile)
         for key, value in scores.items():
-            totals[key] = totals.get(key, 0.0) + float(value.double().sum())
-    return {key: value / len(pairs) for key, value in totals.items()}
+            parts.setdefault(key, []).append(value.double())
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def by_class_pair(psnr: Tensor, baseline_psnr: Tensor, pairs: MixturePairs, labels: Tensor,
+                  class_names: list[str]) -> dict[str, Any]:
+    """Mean PSNR of the test mixtures of each pair of classes, its gain over returning the
+    mixture, and how many mixtures each mean is over. The gain is what tells which contents
+    the separator tells apart: two images alike (often of one class) are close to their
+    mixture already, so their PSNR is high even where the separator adds little."""
+    classes = labels[pairs.index(slice(None)).cpu()]
+    means, counts = class_pair_means(psnr, classes, len(class_names))
+    baseline, _ = class_pair_means(baseline_psnr, classes, len(class_names))
+
+    def table(values: Tensor) -> list[list[float | None]]:  # null where no mixture falls
+        return [[None if n == 0 else round(float(v), 3) for v, n in zip(row, row_counts)]
+                for row, row_counts in zip(values, counts)]
+
+    return {"classes": class_names, "psnr": table(means),
+            "gain_over_mixture": table(means - baseline), "mixtures": counts.tolist()}
 
 
 class BestWeights:
@@ -246,11 +269,17 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
                  make_eval_step(config, variational), run_dir / "checkpoint.pth", resume=resume,
                  on_epoch_start=train.resample, on_epoch_end=best.update)
     best.restore()
-    metrics = {"model": config.model, "protocol": config.protocol, **evaluate(model, test)}
+    metrics = {"model": config.model, "protocol": config.protocol,
+               **evaluate(model, test, data.test_labels, data.class_names)}
     metrics.update({"best_epoch": best.epoch, "psnr_vs_time": psnr_curve(result.history)})
     if initialised_from:
         metrics["initialised_from"] = initialised_from
     plot_examples(model, test, metrics, config)
+    if "test_psnr_by_class_pair" in metrics:
+        print(describe_class_pairs(metrics["test_psnr_by_class_pair"]))
+        plot_class_pair_psnr(metrics["test_psnr_by_class_pair"],
+                             run_dir / "separation_class_pairs.png",
+                             f"{config.model}: test mixtures by the classes of their two images")
     metrics = shared.finish(model, config, data, result, "separation", metrics,
                             loss_keys=("loss", "psnr"), model_name="separator",
                             title=f"{config.model} separator: permutation-invariant loss "
@@ -259,18 +288,35 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     return metrics
 
 
-def evaluate(model: Separator, test: MixturePairs) -> dict[str, Any]:
+def describe_class_pairs(table: dict[str, Any]) -> str:
+    """'least gain: cat + dog (+2.10 dB over the mixture, 17.30 dB); most: ...' from
+    test_psnr_by_class_pair."""
+    names = table["classes"]
+    cells = [(gain, table["psnr"][i][j], names[j], names[i])
+             for i, row in enumerate(table["gain_over_mixture"])
+             for j, gain in enumerate(row[:i + 1]) if gain is not None]
+    (low, low_psnr, *hard), (high, high_psnr, *easy) = min(cells), max(cells)
+    return (f"class pairs: the separator gains least on {' + '.join(hard)} ({low:+.2f} dB over "
+            f"returning the mixture, {low_psnr:.2f} dB) and most on {' + '.join(easy)} "
+            f"({high:+.2f} dB, {high_psnr:.2f} dB)")
+
+
+def evaluate(model: Separator, test: MixturePairs, labels: Tensor | None = None,
+             class_names: list[str] | None = None) -> dict[str, Any]:
     """The separator's scores on the fixed test mixtures, beside the mixture baseline, and
-    the time it took to separate them on the model's device."""
+    the time it took to separate them on the model's device. With the test images' labels,
+    also the mean PSNR of each pair of classes."""
     x1_hat, x2_hat, seconds = separate_all(model, test)
-    scores = score(test, x1_hat, x2_hat, tiles=SWAP_TILES)
+    per_mixture = score(test, x1_hat, x2_hat, tiles=SWAP_TILES)
+    scores = {key: float(value.mean()) for key, value in per_mixture.items()}
     # how much higher PSNR would be if the sources could swap places per tile: the share of
     # the error that is confusion over which source is which, rather than wrong content
     swaps = {str(tile): scores[f"tile_{tile}"] for tile in SWAP_TILES}
     mixtures = torch.cat([test.mixtures(slice(i, i + 1000)).cpu()
                           for i in range(0, len(test), 1000)])
-    baseline = score(test, mixtures, mixtures)
-    return {
+    per_mixture_baseline = score(test, mixtures, mixtures)
+    baseline = {key: float(value.mean()) for key, value in per_mixture_baseline.items()}
+    metrics = {
         "test_mse": scores["mse"], "test_psnr": scores["psnr"], "test_ssim": scores["ssim"],
         "test_psnr_if_tiles_could_swap": swaps,
         "baseline_average_mse": baseline["mse"], "baseline_average_psnr": baseline["psnr"],
@@ -278,6 +324,10 @@ def evaluate(model: Separator, test: MixturePairs) -> dict[str, Any]:
         "separation_seconds": round(seconds, 3),
         "mixtures_per_second": round(len(test) / max(seconds, 1e-9), 1),
     }
+    if labels is not None and class_names and len(class_names) > 1:
+        metrics["test_psnr_by_class_pair"] = by_class_pair(
+            per_mixture["psnr"], per_mixture_baseline["psnr"], test, labels, class_names)
+    return metrics
 
 
 def psnr_curve(history: list[dict[str, float]]) -> list[list[float]]:
