@@ -44,6 +44,7 @@ from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
 from latentlab.models import SEPARATORS, Separator  # noqa: E402
 from latentlab.plots import plot_class_pair_psnr, plt, save_figure  # noqa: E402
+from latentlab.report import describe_class_pairs  # noqa: E402
 from latentlab.training import Interrupted, pick_device  # noqa: E402
 
 DATASET = "folder:" + str((ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve())
@@ -170,7 +171,7 @@ def evaluate_file(args: argparse.Namespace) -> dict:
                       for tile, psnr in row["test_psnr_if_tiles_could_swap"].items())
     print(f"if the two outputs could swap places per tile (an oracle): {swaps}")
     if "test_psnr_by_class_pair" in row:
-        print(separation.describe_class_pairs(row["test_psnr_by_class_pair"]))
+        print(f"by class pair, {describe_class_pairs(row['test_psnr_by_class_pair'])}")
         figure = Path(args.out) / "separation-evaluation_class_pairs.png"
         plot_class_pair_psnr(row["test_psnr_by_class_pair"], figure,
                              f"{row['model']}: test mixtures by the classes of their two images")

@@ -75,6 +75,17 @@ def test_reading_of_models_without_embeddings_uses_their_first_comparable_metric
     assert reading([run("x", epochs=2)]) == ["The runs report no metric that can be compared."]
 
 
+def test_reading_of_a_separator_gives_its_gain_and_its_hardest_class_pair() -> None:
+    table = {"classes": ["cat", "ship"], "psnr": [[18.0, 20.0], [20.0, 19.0]],
+             "gain_over_mixture": [[2.5, 5.0], [5.0, 3.0]], "mixtures": [[3, 4], [4, 2]]}
+    lines = reading([run("separation/unet", test_psnr=19.5, baseline_average_psnr=15.5,
+                         test_psnr_by_class_pair=table)])
+    assert lines == ["separation/unet separates the test mixtures at 19.50 dB PSNR, +4.00 dB "
+                     "over returning the mixture (15.50 dB). By class pair, it gains least on "
+                     "cat + cat (+2.50 dB over returning the mixture, 18.00 dB) and most on "
+                     "cat + ship (+5.00 dB, 20.00 dB)."]
+
+
 @pytest.mark.parametrize("name, direction", [
     ("knn_accuracy", 1), ("separation_psnr", 1), ("reconstruction_mse", -1), ("test_loss", -1),
     ("train_seconds", 0), ("mean_within_class_distance", 0), ("num_parameters", 0),
@@ -90,6 +101,16 @@ def test_metrics_table_bolds_the_best_value_of_comparable_rows() -> None:
     assert rows["knn accuracy ↑"] == '<td>0.5</td><td class="best">0.75</td>'
     assert rows["reconstruction mse ↓"] == '<td>0.2</td><td class="best">0.1</td>'
     assert rows["epochs"] == "<td>3</td><td>—</td>"
+
+
+def test_metrics_table_leaves_tables_and_curves_out_and_writes_small_dicts_in_a_line() -> None:
+    table = metrics_table([run("unet", test_psnr=19.0, test_psnr_if_tiles_could_swap={
+        "16": 19.5, "8": 20.0}, psnr_vs_time=[[1.0, 17.0]], test_psnr_by_class_pair={
+        "classes": ["a"], "psnr": [[19.0]]})])
+    rows = dict(re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", table))
+    assert rows["test psnr if tiles could swap ↑"] == "<td>16: 19.5, 8: 20</td>"
+    assert "test psnr ↑" in rows
+    assert not any("vs time" in key or "class pair" in key for key in rows)
 
 
 def test_config_table_marks_options_that_differ() -> None:

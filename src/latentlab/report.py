@@ -241,6 +241,36 @@ def read_other(runs: list[Run]) -> list[str]:
     return []
 
 
+def describe_class_pairs(table: dict[str, Any]) -> str:
+    """'it gains least on cat + dog (+2.10 dB over returning the mixture, 17.30 dB) and most
+    on ...', from a separator's test_psnr_by_class_pair."""
+    names = table["classes"]
+    cells = [(gain, table["psnr"][i][j], names[j], names[i])
+             for i, row in enumerate(table["gain_over_mixture"])
+             for j, gain in enumerate(row[:i + 1]) if gain is not None]
+    (low, low_psnr, *hard), (high, high_psnr, *easy) = min(cells), max(cells)
+    return (f"it gains least on {' + '.join(hard)} ({low:+.2f} dB over returning the "
+            f"mixture, {low_psnr:.2f} dB) and most on {' + '.join(easy)} ({high:+.2f} dB, "
+            f"{high_psnr:.2f} dB)")
+
+
+def read_separations(runs: list[Run]) -> list[str]:
+    """For each separator: its PSNR over returning the mixture, and the class pairs it
+    separates worst and best."""
+    lines = []
+    for run in runs:
+        psnr, baseline = run.metrics.get("test_psnr"), run.metrics.get("baseline_average_psnr")
+        if not (is_number(psnr) and is_number(baseline)):
+            continue
+        text = (f"{run.name} separates the test mixtures at {psnr:.2f} dB PSNR, "
+                f"{psnr - baseline:+.2f} dB over returning the mixture ({baseline:.2f} dB).")
+        if isinstance(run.metrics.get("test_psnr_by_class_pair"), dict):
+            pairs = describe_class_pairs(run.metrics["test_psnr_by_class_pair"])
+            text += f" By class pair, {pairs}."
+        lines.append(text)
+    return lines
+
+
 def reading(runs: list[Run]) -> list[str]:
     """A short plain-language reading of the numbers, one sentence or two per point."""
     if not runs:
@@ -253,6 +283,7 @@ def reading(runs: list[Run]) -> list[str]:
             groups.setdefault(run.group, []).append(run)
     for members in groups.values():
         lines += read_other(members)
+    lines += read_separations(runs)
     for run in runs:
         if run.metrics.get("stopped_by_time_budget") is True:
             lines.append(f"{run.name} was stopped by its time budget after "
@@ -274,16 +305,26 @@ def cell(value: Any) -> str:
         return f"{value:,}"
     if isinstance(value, float):
         return escape(f"{value:.4g}") if math.isfinite(value) else escape(value)
+    if isinstance(value, dict) and all(fits_a_cell(v) for v in value.values()):
+        return ", ".join(f"{escape(k)}: {cell(v)}" for k, v in value.items())
     if isinstance(value, dict | list):
         return escape(json.dumps(value))
     return escape(value)
+
+
+def fits_a_cell(value: Any) -> bool:
+    """Scalars and small dicts of scalars; tables and curves (lists, nested dicts) are left
+    to metrics.json and the figures, since one would stretch the table past the page."""
+    if isinstance(value, dict):
+        return len(value) <= 8 and not any(isinstance(v, dict | list) for v in value.values())
+    return not isinstance(value, list)
 
 
 def metric_order(runs: list[Run]) -> list[str]:
     keys: list[str] = [k for k in LEADING_METRICS if any(k in r.metrics for r in runs)]
     for run in runs:
         keys += [k for k in run.metrics if k not in keys]
-    return keys
+    return [k for k in keys if all(fits_a_cell(r.metrics.get(k)) for r in runs)]
 
 
 def metrics_table(runs: list[Run]) -> str:
@@ -431,7 +472,9 @@ written {created}</p></header>
 <section id="reading"><h2>What the numbers say</h2><ul>{summary}</ul></section>
 {explorer_html}
 <section id="metrics"><h2>Metrics</h2>
-<p class="hint">↑ higher is better, ↓ lower is better; the best value of each row is in bold.</p>
+<p class="hint">↑ higher is better, ↓ lower is better; the best value of each row is in bold.
+Tables and curves (PSNR by class pair, PSNR against training time, ...) are in each run's
+metrics.json and figures.</p>
 {tables}{comparison_html}</section>
 <section id="figures"><h2>Figures</h2>{figures_html(results_dir, runs)}</section>
 <section id="configuration"><h2>Configuration</h2>

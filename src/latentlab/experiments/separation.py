@@ -37,6 +37,7 @@ from latentlab.losses import (
 )
 from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator
 from latentlab.plots import plot_class_pair_psnr, plot_image_rows, plot_separation_comparison
+from latentlab.report import describe_class_pairs
 from latentlab.training import fit, pick_device, steps_per_epoch
 from latentlab.transforms import AUGMENTATIONS, no_augment
 
@@ -276,7 +277,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
         metrics["initialised_from"] = initialised_from
     plot_examples(model, test, metrics, config)
     if "test_psnr_by_class_pair" in metrics:
-        print(describe_class_pairs(metrics["test_psnr_by_class_pair"]))
+        print(f"by class pair, {describe_class_pairs(metrics['test_psnr_by_class_pair'])}")
         plot_class_pair_psnr(metrics["test_psnr_by_class_pair"],
                              run_dir / "separation_class_pairs.png",
                              f"{config.model}: test mixtures by the classes of their two images")
@@ -286,19 +287,6 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
                                   "and PSNR (dB)")
     write_comparison(run_dir.parent)
     return metrics
-
-
-def describe_class_pairs(table: dict[str, Any]) -> str:
-    """'least gain: cat + dog (+2.10 dB over the mixture, 17.30 dB); most: ...' from
-    test_psnr_by_class_pair."""
-    names = table["classes"]
-    cells = [(gain, table["psnr"][i][j], names[j], names[i])
-             for i, row in enumerate(table["gain_over_mixture"])
-             for j, gain in enumerate(row[:i + 1]) if gain is not None]
-    (low, low_psnr, *hard), (high, high_psnr, *easy) = min(cells), max(cells)
-    return (f"class pairs: the separator gains least on {' + '.join(hard)} ({low:+.2f} dB over "
-            f"returning the mixture, {low_psnr:.2f} dB) and most on {' + '.join(easy)} "
-            f"({high:+.2f} dB, {high_psnr:.2f} dB)")
 
 
 def evaluate(model: Separator, test: MixturePairs, labels: Tensor | None = None,
