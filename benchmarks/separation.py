@@ -84,6 +84,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bottleneck-blocks", type=int, default=0,
                         help="residual blocks added at the U-Net's lowest resolution; with "
                              "--init-from, the trained U-Net grows into the deeper one")
+    parser.add_argument("--class-weight", type=float, default=0.0,
+                        help="weight of the U-Net's auxiliary task of naming the classes of "
+                             "the two images (0: off); results go to *_class<W>")
     parser.add_argument("--augmentation", default="auto",
                         help="none, flips, light or simclr, applied to each source (default "
                              "auto: flips)")
@@ -110,9 +113,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def suffix(args: argparse.Namespace, sep: str) -> str:
-    """Names of a continued or deeper run's files, so they never overwrite the plain run's."""
+    """Names of a continued, deeper or class-hinted run's files, so they never overwrite the
+    plain run's."""
     parts = (["continued"] if args.init_from else []) + (
-        [f"bottleneck{args.bottleneck_blocks}"] if args.bottleneck_blocks else [])
+        [f"bottleneck{args.bottleneck_blocks}"] if args.bottleneck_blocks else []) + (
+        [f"class{args.class_weight:g}"] if args.class_weight else [])
     return "".join(sep + part for part in parts)
 
 
@@ -121,6 +126,7 @@ def config_for(args: argparse.Namespace, model: str, protocol: str) -> Config:
     return Config(experiment="separator", model=model, protocol=protocol,
                     dataset=args.dataset, epochs=500, warmup_epochs=10.0,
                     width=args.width, bottleneck_blocks=args.bottleneck_blocks,
+                    class_weight=args.class_weight,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
                     augmentation=args.augmentation,
                     seed=args.seed, device=args.device, time_budget=args.minutes,
@@ -308,7 +314,7 @@ def main() -> int:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(rows[0]["device"] if rows else None),
         "minutes_per_run": args.minutes, "init_from": args.init_from,
-        "bottleneck_blocks": args.bottleneck_blocks,
+        "bottleneck_blocks": args.bottleneck_blocks, "class_weight": args.class_weight,
         "batch_size": args.batch_size, "augmentation": args.augmentation,
         "learning_rate": args.learning_rate, "seed": args.seed,
         "train_limit": args.train_limit, "test_limit": args.test_limit,

@@ -3,6 +3,7 @@
 import json
 import runpy
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,53 @@ def test_protocols():
     assert bool((random_partners(2, 0)[:, 0] != random_partners(2, 0)[:, 1]).all())
 
 
+def test_mixtures_carry_the_classes_of_both_images_under_either_protocol():
+    # each image holds its own label as its one pixel value, so a pair shows its classes
+    labels = torch.arange(1_200) % 10
+    images = labels.to(torch.uint8).view(-1, 1, 1, 1)
+    for protocol in ("assignment", "full"):
+        train = training_mixtures(images, protocol, seed=0, labels=labels)
+        index = torch.arange(0, len(train), 7)
+        sources = train.sources(index).view(len(index), 2).long()
+        assert torch.equal(train.classes(index), sources), protocol
+    with pytest.raises(ValueError, match="without the images' labels"):
+        training_mixtures(images, "full", seed=0).classes(slice(0, 2))
+
+
+def test_class_head_learns_the_classes_of_the_two_images_and_leaves_the_rest_as_it_was():
+    config = Config(experiment="separator", width=4, augmentation="none").validate()
+    plain = separation.build(config, (3, 8, 8), n_classes=10)
+    headed = separation.build(replace(config, class_weight=1.0), (3, 8, 8), n_classes=10)
+    assert plain.class_head is None and headed.class_head is not None
+    assert headed.hparams()["class_head"] == 10 and "class_head" not in plain.hparams()
+    for name, weight in plain.state_dict().items():  # the same start but for the head
+        assert torch.equal(weight, headed.state_dict()[name]), name
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(64) % 10
+    train = MixturePairs(images, torch.arange(64).view(32, 2), labels=labels)
+    step = separation.make_train_step(replace(config, class_weight=1.0), 1, False, "none", train)
+    index = torch.arange(32)
+    logs = step(headed, train.mixtures(index), index)
+    present = torch.zeros(32, 10).scatter_(1, labels.view(32, 2), 1.0)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(headed.logits.float(), present)
+    assert float(logs["class_bce"]) == pytest.approx(float(bce.detach()), rel=1e-5)
+    assert float(logs["loss"].detach()) == pytest.approx(-float(logs["psnr"]) + float(bce.detach()),
+                                                        rel=1e-4)
+    logs["loss"].backward()
+    assert headed.class_head.weight.grad.abs().sum() > 0
+    assert "class_bce" not in separation.make_train_step(config, 1, False, "none", train)(
+        plain, train.mixtures(index), index)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"class_weight": -1.0}, "--class-weight must be 0 or more"),
+    ({"class_weight": 1.0, "model": "resunet"}, "--class-weight is for --model unet"),
+])
+def test_class_weight_is_checked(options, message):
+    with pytest.raises(UserError, match=message):
+        Config(experiment="separator", **options).validate()
+
+
 def test_an_unknown_separator_is_refused_before_the_dataset_loads(tmp_path, capsys):
     code = main(["train", "separator", "--model", "unet2", "--dataset",
                  f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path)])
@@ -149,8 +197,10 @@ def test_training_step_mixes_the_sources_it_scores(option, resolved, monkeypatch
     monkeypatch.setattr(model, "split", oracle_split)
     augmentation = shared.augmentation_name(config, (3, 8, 8))
     assert augmentation == resolved
-    step = separation.make_train_step(config, 1, variational=False, augmentation=augmentation)
-    logs = step(model, given, sources)
+    train = MixturePairs(sources.flatten(0, 1), torch.arange(128).view(64, 2))
+    step = separation.make_train_step(config, 1, variational=False, augmentation=augmentation,
+                                      train=train)
+    logs = step(model, given, torch.arange(64))
     m = seen[0].float()
     s1, s2 = sources.float().unbind(1)
     combos = torch.stack([(a + b) / 510 for a in (s1, s1.flip(-1)) for b in (s2, s2.flip(-1))])
@@ -221,6 +271,21 @@ def test_init_from_copies_the_weights_of_a_finished_separator(tmp_path):
         assert torch.equal(model.state_dict()[name], value), name
     assert record == {"path": str(tmp_path / "earlier.pth"), "train_seconds": 60.0,
                       "test_psnr": 20.5, "psnr_vs_time": [[60.0, 20.5]]}
+
+
+def test_init_from_adds_or_drops_a_class_head(tmp_path):
+    earlier = saved_separator(tmp_path / "plain.pth", 8, seed=1)
+    config = Config(experiment="separator", width=8, seed=2, class_weight=0.5)
+    headed = separation.build(config, (3, 16, 16), n_classes=10)
+    fresh_head = headed.class_head.weight.clone()
+    separation.warm_start(headed, tmp_path / "plain.pth")
+    for name, value in earlier.state_dict().items():
+        assert torch.equal(headed.state_dict()[name], value), name
+    assert torch.equal(headed.class_head.weight, fresh_head)  # new: keeps its init
+    save_atomic(model_record(headed, {}), tmp_path / "headed.pth")
+    plain = separation.build(replace(config, class_weight=0.0), (3, 16, 16))
+    separation.warm_start(plain, tmp_path / "headed.pth")
+    assert torch.equal(plain.head.weight, earlier.head.weight)
 
 
 def test_init_from_refuses_another_architecture_or_a_missing_file(tmp_path):

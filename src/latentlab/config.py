@@ -71,6 +71,10 @@ class Config:
     bottleneck_blocks: int = option(
         0, "residual blocks added at the U-Net's lowest resolution (unet only); with "
         "--init-from, a trained U-Net grows into the deeper one", used_by=("separator",))
+    class_weight: float = option(
+        0.0, "weight of an auxiliary task for the unet separator: a linear head on its "
+        "bottleneck names the classes of the two images (multi-label cross-entropy); 0: off",
+        used_by=("separator",))
     init_from: str | None = option(
         None, "start from the weights of this separator_model.pth (same --model and --width; "
         "--bottleneck-blocks may grow) "
@@ -102,11 +106,12 @@ class Config:
                 raise UserError(f"--{dashed(name)} must be greater than 0, "
                                 f"not {getattr(self, name)}")
         for name in ("weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "width",
-                     "bottleneck_blocks"):
+                     "bottleneck_blocks", "class_weight"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"--{dashed(name)} must be 0 or more, not {getattr(self, name)}")
-        if self.bottleneck_blocks and self.model != "unet":
-            raise UserError(f"--bottleneck-blocks is for --model unet, not {self.model}")
+        for name in ("bottleneck_blocks", "class_weight"):
+            if getattr(self, name) and self.model != "unet":
+                raise UserError(f"--{dashed(name)} is for --model unet, not {self.model}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserError(f"--time-budget must be a positive number of minutes, "
                             f"not {self.time_budget}")

@@ -498,13 +498,15 @@ class MixturePairs:
     interrupted run resumes with the same pairs). `mixture_view()` and `source_view()` index
     like tensors and are what the training loop reads as images and labels."""
 
-    def __init__(self, images: Tensor, pairs: Tensor | None = None, seed: int = 0) -> None:
+    def __init__(self, images: Tensor, pairs: Tensor | None = None, seed: int = 0,
+                 labels: Tensor | None = None) -> None:
         self.images = images
         self.seed = seed
         self.fresh_each_epoch = pairs is None
         # kept on the images' device, so batches are gathered where the images are
         pairs = random_partners(len(images), seed) if pairs is None else pairs
         self.pairs = pairs.to(images.device)
+        self.labels = None if labels is None else labels.to(images.device)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -520,6 +522,8 @@ class MixturePairs:
         which would make every training step wait for the one before."""
         self.images = self.images.to(device)
         self.pairs = self.pairs.to(device)
+        if self.labels is not None:
+            self.labels = self.labels.to(device)
         return self
 
     @property
@@ -535,6 +539,12 @@ class MixturePairs:
     def sources(self, index: Tensor | slice) -> Tensor:
         """(B, 2, C, H, W) uint8: both images of each selected pair."""
         return self.images[self.index(index)]
+
+    def classes(self, index: Tensor | slice) -> Tensor:
+        """(B, 2) int64: the class labels of both images of each selected pair."""
+        if self.labels is None:
+            raise ValueError("these mixtures were made without the images' labels")
+        return self.labels[self.index(index)]
 
     def mixtures(self, index: Tensor | slice) -> Tensor:
         """(B, C, H, W) float in [0, 1]: the exact average of each selected pair."""
@@ -570,18 +580,21 @@ class PairView:
         return self.pairs.device
 
 
-def training_mixtures(images: Tensor, protocol: str, seed: int) -> MixturePairs:
-    """The training mixtures of a protocol.
+def training_mixtures(images: Tensor, protocol: str, seed: int,
+                      labels: Tensor | None = None) -> MixturePairs:
+    """The training mixtures of a protocol (with the images' labels, when given).
 
     assignment: a seeded subset of 1,000 training images in 45,000 fixed distinct pairs (all
     images and fewer pairs when the split is smaller); full: every training image each epoch,
     with a fresh random partner."""
     if protocol == "assignment":
         keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-        images = images[keep[:ASSIGNMENT_IMAGES].sort().values]
-        return MixturePairs(images, distinct_pairs(len(images), ASSIGNMENT_PAIRS, seed), seed)
+        keep = keep[:ASSIGNMENT_IMAGES].sort().values
+        images, labels = images[keep], None if labels is None else labels[keep]
+        return MixturePairs(images, distinct_pairs(len(images), ASSIGNMENT_PAIRS, seed), seed,
+                            labels)
     if protocol == "full":
-        return MixturePairs(images, None, seed)
+        return MixturePairs(images, None, seed, labels)
     raise UserError(f"--protocol must be assignment or full, not {protocol!r}")
 
 

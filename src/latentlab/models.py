@@ -743,12 +743,17 @@ class UNetSeparator(Separator):
     level, max-pool down, transposed conv up, skips concatenated; 32 -> 16 -> 8 -> 4.
     bottleneck_blocks residual blocks at the lowest resolution add depth where it is cheap;
     each starts as the identity, so a trained U-Net grows into a deeper one without losing
-    what it learned (--init-from)."""
+    what it learned (--init-from). class_head > 0 adds a linear layer on the pooled
+    bottleneck that scores which of that many classes the mixture holds (`logits`, kept
+    from the last forward pass): an auxiliary task for training (--class-weight), unused when
+    separating."""
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 32, depth: int = 3,
-                 bottleneck_blocks: int = 0) -> None:
-        # left out at 0, so the hparams of U-Nets saved before the option still match
+                 bottleneck_blocks: int = 0, class_head: int = 0) -> None:
+        # left out at 0, so the hparams of U-Nets saved before the options still match
         options = {"bottleneck_blocks": bottleneck_blocks} if bottleneck_blocks else {}
+        if class_head:
+            options["class_head"] = class_head
         super().__init__(image_shape, width=width, depth=depth, **options)
         channels = self.image_shape[0]
         widths = [width * 2**i for i in range(depth + 1)]
@@ -766,6 +771,9 @@ class UNetSeparator(Separator):
             *[BasicResidualBlock(widths[-1], identity=True) for _ in range(bottleneck_blocks)])
         self.head = nn.Conv2d(width, channels, 1)
         small_init(self.head)
+        # made last, so the other layers start as they would without it
+        self.class_head = nn.Linear(widths[-1], class_head) if class_head else None
+        self.logits: Tensor | None = None
 
     def split(self, m: Tensor) -> tuple[Tensor, Tensor]:
         h, w = m.shape[-2:]
@@ -776,6 +784,8 @@ class UNetSeparator(Separator):
             skips.append(x)
         skips.pop()
         x = self.bottleneck(x)
+        if self.class_head is not None:
+            self.logits = self.class_head(x.float().mean((2, 3)))
         for up, merge in zip(self.up, self.merge):
             x = merge(torch.cat([up(x), skips.pop()], 1))
         return self.head(x)[..., :h, :w], m.new_zeros(len(m))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from latentlab import distributed
@@ -50,29 +51,38 @@ def check_model_name(name: str) -> None:
         raise UserError(f"--model must be one of {', '.join(SEPARATORS)}, not {name!r}")
 
 
-def build(config: Config, image_shape: tuple[int, int, int]) -> Separator:
+def build(config: Config, image_shape: tuple[int, int, int], n_classes: int = 0) -> Separator:
+    """The separator of config; with --class-weight, a U-Net with a head for n_classes."""
     check_model_name(config.model)
     torch.manual_seed(config.seed)
     options: dict[str, Any] = {"width": config.width} if config.width else {}
     if config.bottleneck_blocks:  # unet only, checked by Config.validate
         options["bottleneck_blocks"] = config.bottleneck_blocks
+    if config.class_weight:  # unet only, checked by Config.validate
+        if n_classes < 2:
+            raise UserError("--class-weight needs a dataset of two or more classes")
+        options["class_head"] = n_classes
     return SEPARATORS[config.model](image_shape, **options)
 
 
 def warm_start(model: Separator, path: str | Path) -> dict[str, Any]:
     """Copy the weights of the finished separator at path into model (same class and
     hyperparameters, except that a U-Net may grow bottleneck blocks, which start as the
-    identity) and return what that file says about its own training."""
+    identity, and gain or lose its class head) and return what that file says about its own
+    training."""
     saved = read_checkpoint(path, "model")
     finished = rebuild(saved, path)
     old, new = dict(finished.hparams()), dict(model.hparams())
+    old.pop("class_head", None), new.pop("class_head", None)
     grown = new.pop("bottleneck_blocks", 0) >= old.pop("bottleneck_blocks", 0)
     if type(finished) is not type(model) or old != new or not grown:
         raise UserError(
             f"--init-from {path} holds a {type(finished).__name__} {finished.hparams()}, but "
             f"this run builds a {type(model).__name__} {model.hparams()}; give the --model, "
             "--width and --dataset it was trained with (--bottleneck-blocks may only grow)")
-    model.load_state_dict(finished.state_dict(), strict=False)  # new blocks keep their init
+    # new blocks and a new class head keep their init; a dropped head's weights are left out
+    weights = {k: v for k, v in finished.state_dict().items() if k in model.state_dict()}
+    model.load_state_dict(weights, strict=False)
     # totals since the very first run, when that run was itself a continuation
     earlier = saved.get("metrics", {})
     before = earlier.get("initialised_from", {})
@@ -121,15 +131,18 @@ def objective(first: Tensor, second: Tensor, x1: Tensor, x2: Tensor, kl: Tensor,
     return {"loss": loss, "mse": mse.detach(), "psnr": -log_mse.detach()}
 
 
-def make_train_step(config: Config, n_steps: int, variational: bool,
-                    augmentation: str) -> Any:
+def make_train_step(config: Config, n_steps: int, variational: bool, augmentation: str,
+                    train: MixturePairs) -> Any:
     """Training step on the raw outputs m +- d; the KL weight ramps up over
-    --kl-warmup-epochs. With an augmentation, each source is augmented on its own and the
-    mixture made again from the results."""
+    --kl-warmup-epochs. The loop hands it the indices of the batch's pairs in train, so it
+    can look up their sources and classes. With an augmentation, each source is augmented on
+    its own and the mixture made again from the results. With --class-weight, the U-Net's
+    class head learns to name the classes of both images."""
     steps_done = [0]
     augment = AUGMENTATIONS[augmentation]
 
-    def step(model: Separator, m: Tensor, sources: Tensor) -> dict[str, Tensor]:
+    def step(model: Separator, m: Tensor, index: Tensor) -> dict[str, Tensor]:
+        sources = train.sources(index)
         if augment is not no_augment:
             pair = augment(sources.flatten(0, 1).float() / 255).view(sources.shape)
             x1, x2 = pair[:, 0], pair[:, 1]
@@ -140,7 +153,14 @@ def make_train_step(config: Config, n_steps: int, variational: bool,
         warmup = config.kl_warmup_epochs * n_steps
         weight = config.beta * min(1.0, steps_done[0] / warmup) if warmup else config.beta
         steps_done[0] += 1
-        return objective(m + d, m - d, x1, x2, kl, weight if variational else None)
+        logs = objective(m + d, m - d, x1, x2, kl, weight if variational else None)
+        logits = getattr(model, "logits", None)
+        if config.class_weight and logits is not None:
+            present = F.one_hot(train.classes(index), logits.shape[1]).amax(1).float()
+            logs["class_bce"] = F.binary_cross_entropy_with_logits(logits.float(), present)
+            logs["loss"] = logs["loss"] + config.class_weight * logs["class_bce"]
+            logs["class_bce"] = logs["class_bce"].detach()
+        return logs
 
     return step
 
@@ -239,13 +259,14 @@ class BestWeights:
 def run(config: Config, resume: bool = False) -> dict[str, Any]:
     check_model_name(config.model)  # before the minutes a large dataset takes to load
     data = shared.load_data(config)
-    train = training_mixtures(data.train_images, config.protocol, config.seed)
+    train = training_mixtures(data.train_images, config.protocol, config.seed,
+                              data.train_labels)
     test = fixed_test_mixtures(data.test_images)
     fresh = " (fresh pairs every epoch)" if train.fresh_each_epoch else ""
     print(f"{config.protocol} protocol: {len(train):,} training mixtures of "
           f"{len(train.images):,} images{fresh}; {len(test):,} test mixtures of distinct "
           "test images")
-    model = build(config, data.image_shape)
+    model = build(config, data.image_shape, len(data.class_names))
     initialised_from = warm_start(model, config.init_from) if config.init_from else None
     if initialised_from:
         print(f"starting from the weights of {config.init_from} (trained "
@@ -261,12 +282,12 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
               f"with {augmentation} augmentation; results in {run_dir}/")
     variational = isinstance(model, TwoDecoderVAESeparator)
     best = BestWeights(model, config, run_dir / "best_separator.pth", resume)
-    # the views index like tensors: the loop reads mixtures as images and sources as labels
-    result = fit(model, config, cast(Tensor, train.mixture_view()),
-                 cast(Tensor, train.source_view()), cast(Tensor, test.mixture_view()),
-                 cast(Tensor, test.source_view()),
+    # the views index like tensors: the loop reads mixtures as images and, as labels, the
+    # indices of the training pairs and the sources of the test pairs
+    result = fit(model, config, cast(Tensor, train.mixture_view()), torch.arange(len(train)),
+                 cast(Tensor, test.mixture_view()), cast(Tensor, test.source_view()),
                  make_train_step(config, steps_per_epoch(len(train), config.batch_size),
-                                 variational, augmentation),
+                                 variational, augmentation, train),
                  make_eval_step(config, variational), run_dir / "checkpoint.pth", resume=resume,
                  on_epoch_start=train.resample, on_epoch_end=best.update)
     best.restore()
