@@ -52,6 +52,7 @@ if [ -n "${DEADLINE_S:-}" ]; then  # SIGTERM makes training save its state and s
 fi
 for run in ${RUNS:-unet:64 resunet:96}; do
     model=${run%%:*} width=${run##*:}
+    rm -rf "${work:?}/$model$width"  # a run left by an earlier call would be taken for this one's
     "${guard[@]}" $python benchmarks/separation.py --models "$model" --width "$width" \
         --out "$work/$model$width" "${common[@]}" >"$out/$model$width.log" 2>&1 &
 done
