@@ -43,8 +43,7 @@ from latentlab.data import ImageData, MixturePairs, fixed_test_mixtures  # noqa:
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
 from latentlab.models import SEPARATORS, Separator  # noqa: E402
-from latentlab.plots import plot_class_pair_psnr, plt, save_figure  # noqa: E402
-from latentlab.report import describe_class_pairs  # noqa: E402
+from latentlab.plots import plt, save_figure  # noqa: E402
 from latentlab.training import Interrupted, pick_device  # noqa: E402
 
 DATASET = "folder:" + str((ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve())
@@ -176,11 +175,9 @@ def evaluate_file(args: argparse.Namespace) -> dict:
     swaps = ", ".join(f"{tile}x{tile}: {psnr:.2f} dB"
                       for tile, psnr in row["test_psnr_if_tiles_could_swap"].items())
     print(f"if the two outputs could swap places per tile (an oracle): {swaps}")
+    figure = Path(args.out) / "separation-evaluation_class_pairs.png"
+    separation.show_class_pairs(row, row["model"], figure)
     if "test_psnr_by_class_pair" in row:
-        print(f"by class pair, {describe_class_pairs(row['test_psnr_by_class_pair'])}")
-        figure = Path(args.out) / "separation-evaluation_class_pairs.png"
-        plot_class_pair_psnr(row["test_psnr_by_class_pair"], figure,
-                             f"{row['model']}: test mixtures by the classes of their two images")
         print(f"wrote {figure}")
     return row
 

@@ -496,7 +496,8 @@ class MixturePairs:
     mixtures cost 45,000 x 2 integers, not 45,000 images. With `fresh_each_epoch`,
     `resample(epoch)` draws new partners for every image (seeded by seed and epoch, so an
     interrupted run resumes with the same pairs). `mixture_view()` and `source_view()` index
-    like tensors and are what the training loop reads as images and labels."""
+    like tensors: the loop reads mixtures as images, and test sources as labels. With the
+    images' labels, `classes()` gives the two classes of each pair."""
 
     def __init__(self, images: Tensor, pairs: Tensor | None = None, seed: int = 0,
                  labels: Tensor | None = None) -> None:

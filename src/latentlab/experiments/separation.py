@@ -73,7 +73,8 @@ def warm_start(model: Separator, path: str | Path) -> dict[str, Any]:
     saved = read_checkpoint(path, "model")
     finished = rebuild(saved, path)
     old, new = dict(finished.hparams()), dict(model.hparams())
-    old.pop("class_head", None), new.pop("class_head", None)
+    old.pop("class_head", None)
+    new.pop("class_head", None)
     grown = new.pop("bottleneck_blocks", 0) >= old.pop("bottleneck_blocks", 0)
     if type(finished) is not type(model) or old != new or not grown:
         raise UserError(
@@ -157,9 +158,9 @@ def make_train_step(config: Config, n_steps: int, variational: bool, augmentatio
         logits = getattr(model, "logits", None)
         if config.class_weight and logits is not None:
             present = F.one_hot(train.classes(index), logits.shape[1]).amax(1).float()
-            logs["class_bce"] = F.binary_cross_entropy_with_logits(logits.float(), present)
-            logs["loss"] = logs["loss"] + config.class_weight * logs["class_bce"]
-            logs["class_bce"] = logs["class_bce"].detach()
+            bce = F.binary_cross_entropy_with_logits(logits.float(), present)
+            logs["loss"] = logs["loss"] + config.class_weight * bce
+            logs["class_bce"] = bce.detach()
         return logs
 
     return step
@@ -297,11 +298,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     if initialised_from:
         metrics["initialised_from"] = initialised_from
     plot_examples(model, test, metrics, config)
-    if "test_psnr_by_class_pair" in metrics:
-        print(f"by class pair, {describe_class_pairs(metrics['test_psnr_by_class_pair'])}")
-        plot_class_pair_psnr(metrics["test_psnr_by_class_pair"],
-                             run_dir / "separation_class_pairs.png",
-                             f"{config.model}: test mixtures by the classes of their two images")
+    show_class_pairs(metrics, config.model, run_dir / "separation_class_pairs.png")
     metrics = shared.finish(model, config, data, result, "separation", metrics,
                             loss_keys=("loss", "psnr"), model_name="separator",
                             title=f"{config.model} separator: permutation-invariant loss "
@@ -337,6 +334,17 @@ def evaluate(model: Separator, test: MixturePairs, labels: Tensor | None = None,
         metrics["test_psnr_by_class_pair"] = by_class_pair(
             per_mixture["psnr"], per_mixture_baseline["psnr"], test, labels, class_names)
     return metrics
+
+
+def show_class_pairs(metrics: dict[str, Any], model_name: str, path: Path) -> None:
+    """Print the class pairs a separator gains least and most on, and draw the class-pair
+    heat maps at path (when the metrics have them: labelled test images)."""
+    if "test_psnr_by_class_pair" not in metrics:
+        return
+    table = metrics["test_psnr_by_class_pair"]
+    print(f"by class pair, {describe_class_pairs(table)}")
+    plot_class_pair_psnr(table, path,
+                         f"{model_name}: test mixtures by the classes of their two images")
 
 
 def psnr_curve(history: list[dict[str, float]]) -> list[list[float]]:
