@@ -147,6 +147,12 @@ def test_class_weight_is_checked(options, message):
         Config(experiment="separator", **options).validate()
 
 
+def test_class_weight_needs_labelled_classes():
+    config = Config(experiment="separator", class_weight=1.0).validate()
+    with pytest.raises(UserError, match="needs a dataset of two or more classes"):
+        separation.build(config, (3, 8, 8), n_classes=1)
+
+
 def test_an_unknown_separator_is_refused_before_the_dataset_loads(tmp_path, capsys):
     code = main(["train", "separator", "--model", "unet2", "--dataset",
                  f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path)])
