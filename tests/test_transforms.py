@@ -10,6 +10,7 @@ from latentlab.transforms import (
     random_grayscale,
     random_resized_crop,
     random_translate,
+    shift_augment,
 )
 
 
@@ -24,7 +25,7 @@ def test_shape_and_range_are_kept(name, shape):
     assert out.min() >= 0 and out.max() <= 1
 
 
-@pytest.mark.parametrize("name", ["light", "simclr"])
+@pytest.mark.parametrize("name", ["light", "shifts", "simclr"])
 def test_every_image_gets_its_own_random_parameters(name):
     one = torch.rand(1, 3, 32, 32)
     out = AUGMENTATIONS[name](one.repeat(32, 1, 1, 1), generator=torch.Generator().manual_seed(0))
@@ -55,6 +56,26 @@ def test_translation_moves_whole_pixels():
     shifted = random_translate(images, max_shift=2, flip_p=0)
     # every output pixel is either an input pixel or zero fill: no blur
     assert all(torch.isin(s[s != 0], i).all() for s, i in zip(shifted, images))
+
+
+def test_shifts_fill_the_gap_with_the_mirrored_edge_not_black():
+    # a left-to-right ramp, so each shift can be read off the output and checked
+    ramp = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 1, 8, 8) / 8 + 0.05
+    out = random_translate(ramp.repeat(200, 1, 1, 1), max_shift=2, flip_p=0,
+                           generator=torch.Generator().manual_seed(0),
+                           padding_mode="reflection")
+    assert out.min() > 0  # the zero fill of `light` would leave black columns
+    seen = set()
+    for image in out:  # each row is the ramp shifted by s, its edge columns mirrored
+        row = image[0, 0]
+        s = int(round(float((ramp[0, 0, 0, 4] - row[4]) * 8)))
+        seen.add(s)
+        index = torch.arange(8) - s
+        index = torch.where(index < 0, -index - 1, index)  # mirrored at the left edge
+        index = torch.where(index > 7, 15 - index, index)  # and at the right edge
+        assert torch.equal(row, ramp[0, 0, 0, index])
+    assert seen == {-2, -1, 0, 1, 2}
+    assert torch.isin(shift_augment(ramp), ramp).all()
 
 
 def test_crop_can_make_smaller_outputs():

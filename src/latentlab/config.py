@@ -54,10 +54,12 @@ class Config:
     margin: float = option(1.0, "margin of the pairwise contrastive loss", used_by=("contrastive",))
     temperature: float = option(0.1, "softmax temperature of SupCon / NT-Xent", used_by=CONTRASTIVE)
     augmentation: str = option(
-        "auto", "batch augmentation: none, flips, light (flips, 4-pixel shifts) or simclr (crops, "
-        "flips, colour jitter, greyscale); auto: simclr for simclr, light for other contrastive "
-        "runs on colour images, flips of each source for separators, else none",
-        used_by=CONTRASTIVE + ("separator",), choices=("auto", "none", "flips", "light", "simclr"))
+        "auto", "batch augmentation: none, flips, light (flips, 4-pixel shifts), shifts (flips, "
+        "4-pixel shifts with mirrored edges) or simclr (crops, flips, colour jitter, "
+        "greyscale); auto: simclr for simclr, light for other contrastive runs on colour "
+        "images, flips of each source for separators, else none",
+        used_by=CONTRASTIVE + ("separator",),
+        choices=("auto", "none", "flips", "light", "shifts", "simclr"))
     width: int = option(0, "channels of the first conv layer (0: the model's own default)",
                         used_by=CONTRASTIVE + ("separator",))
     # variational autoencoder
