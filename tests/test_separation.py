@@ -12,7 +12,7 @@ from PIL import Image
 
 import latentlab
 from latentlab.checkpoint import model_record, save_atomic
-from latentlab.cli import main
+from latentlab.cli import main, read_image
 from latentlab.config import Config
 from latentlab.data import (
     MixturePairs,
@@ -506,11 +506,41 @@ def test_separate_command_mixes_and_separates(trained_unet, tmp_path, capsys):
         assert image.size == (8, 8)
 
 
+def test_separate_command_takes_many_blends_and_folders(trained_unet, tmp_path, capsys):
+    model_path = str(trained_unet / "unet" / "separator_model.pth")
+    folder = tmp_path / "blends"
+    folder.mkdir()
+    colours = [(200, 10, 10), (0, 0, 250), (30, 160, 30)]
+    for i, colour in enumerate(colours):
+        write_png(folder / f"blend{i}.png", (8, 8), colour)
+    (folder / "notes.txt").write_text("not an image, skipped")
+    other = tmp_path / "other"
+    other.mkdir()
+    extra = write_png(other / "blend0.png", (12, 12), (90, 90, 90))  # same name as one above
+    out = tmp_path / "many"
+    assert main(["separate", model_path, str(folder), extra, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "separated 4 blends" in printed and "blend0.png (12x12) was resized" in printed
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["separation.png"] + [f"{stem}_x{k}_hat.png" for k in (1, 2)
+                            for stem in ("blend0-1", "blend1", "blend2", "blend0-4")])
+    # each pair of outputs averages to its own blend (to the 8-bit rounding of the PNGs)
+    model = latentlab.load(model_path)
+    for i, colour in enumerate(colours):
+        stem = "blend0-1" if i == 0 else f"blend{i}"
+        x1, x2 = (read_image(str(out / f"{stem}_x{k}_hat.png")).float() / 255 for k in (1, 2))
+        blend = model.prepare(read_image(str(folder / f"blend{i}.png")), (8, 8))
+        assert x1.shape == blend.shape == (1, 1, 8, 8)
+        assert torch.allclose((x1 + x2) / 2, blend, atol=1 / 255)
+
+
 def test_separate_command_errors(trained_unet, tmp_path, capsys):
     model = str(trained_unet / "unet" / "separator_model.pth")
     image = write_png(tmp_path / "a.png", (8, 8), (1, 2, 3))
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
+    empty = tmp_path / "empty"
+    empty.mkdir()
     autoencoder = tmp_path / "autoencoder_model.pth"
     save_atomic(model_record(MLPAutoencoder((1, 8, 8)), {}), autoencoder)
     cases = [
@@ -518,7 +548,9 @@ def test_separate_command_errors(trained_unet, tmp_path, capsys):
         ([model, str(broken)], "not a readable image"),
         ([str(autoencoder), image], "not a separator"),
         ([str(trained_unet / "unet" / "checkpoint.pth"), image], "training checkpoint"),
-        ([model], "either one blended image or --mix"),
+        ([model], "either blended images (or folders of them) or --mix"),
+        ([model, image, "--mix", image, image], "not both"),
+        ([model, str(empty)], "holds no images"),
     ]
     for args, message in cases:
         assert main(["separate", *args]) == 2

@@ -87,12 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated KL weights to train (default: 0.1,0.5,1,4)")
     separate = commands.add_parser(
         "separate", help="split a blend of two images with a trained separator",
-        description="Separate a blended image into two images with a separator_model.pth, or "
-                    "mix two images (their average) with --mix and separate the mixture.")
+        description="Separate blended images into two images each with a separator_model.pth, "
+                    "or mix two images (their average) with --mix and separate the mixture.")
     separate.add_argument("checkpoint", metavar="CHECKPOINT",
                           help="separator_model.pth written by `latentlab train separator`")
-    separate.add_argument("blended", metavar="BLENDED", nargs="?",
-                          help="an image that is the average of two images")
+    separate.add_argument("blended", metavar="BLENDED", nargs="*",
+                          help="images that are the average of two images, or folders of them")
     separate.add_argument("--mix", nargs=2, metavar=("A", "B"),
                           help="mix these two images and separate the mixture")
     separate.add_argument("--out", default="separated",
@@ -193,6 +193,39 @@ def read_image(path: str) -> Any:
     return torch.from_numpy(decode_image(data, path).copy()).permute(2, 0, 1)[None]
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+SHOWN_BLENDS = 12  # blends drawn in the figure of a multi-image `separate`
+
+
+def image_paths(names: list[str]) -> list[str]:
+    """Files as given, folders as the images in them (sorted by name)."""
+    from pathlib import Path
+
+    paths = []
+    for name in names:
+        folder = Path(name)
+        if folder.is_dir():
+            found = sorted(str(p) for p in folder.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"folder {name} holds no images "
+                                f"({', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        else:
+            paths.append(name)
+    return paths
+
+
+def output_stems(paths: list[str]) -> list[str]:
+    """A distinct file-name stem per input: its own, numbered where two share one."""
+    from collections import Counter
+    from pathlib import Path
+
+    stems = [Path(p).stem for p in paths]
+    shared = {stem for stem, count in Counter(stems).items() if count > 1}
+    return [f"{stem}-{i + 1}" if stem in shared else stem for i, stem in enumerate(stems)]
+
+
 def command_separate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -200,24 +233,27 @@ def command_separate(args: argparse.Namespace) -> int:
     from latentlab.evaluation import align_to_sources, psnr
     from latentlab.plots import plot_image_strip, save_image
 
-    if (args.blended is None) == (args.mix is None):
-        raise UserError("give either one blended image or --mix A B (not both)")
+    if bool(args.blended) == bool(args.mix):
+        raise UserError("give either blended images (or folders of them) or --mix A B, "
+                        "not both")
     model = latentlab.load(args.checkpoint)
     if getattr(model, "kind", "") != "separator":
         raise UserError(f"{args.checkpoint} holds a {getattr(model, 'kind', 'model')} "
                         f"({type(model).__name__}), not a separator; give the "
                         "separator_model.pth written by `latentlab train separator`")
     out = Path(args.out)
-    paths = args.mix or [args.blended]
+    paths = args.mix or image_paths(args.blended)
     images = [read_image(p) for p in paths]
     height, width = model.input_size()
     resized = [f"{p} ({i.shape[-1]}x{i.shape[-2]})" for p, i in zip(paths, images)
                if tuple(i.shape[-2:]) != (height, width)]
     if resized:  # the network only knows the scale of the images it was trained on
+        listed = " and ".join(resized) if len(resized) <= 3 else f"{len(resized)} images"
         print(f"note: this separator works at {width}x{height} pixels, the size of its "
-              f"training images; {' and '.join(resized)} "
-              f"{'was' if len(resized) == 1 else 'were'} resized to it, and the outputs "
-              f"are {width}x{height}")
+              f"training images; {listed} {'was' if len(resized) == 1 else 'were'} resized "
+              f"to it, and the outputs are {width}x{height}")
+    if args.blended and len(images) > 1:
+        return separate_many(model, paths, images, out)
     if args.mix:
         a, b = (model.prepare(image, (height, width)) for image in images)
         mixture = (a + b) / 2
@@ -240,6 +276,37 @@ def command_separate(args: argparse.Namespace) -> int:
                  f"(returning the mixture: {baseline:.2f} dB)")
     plot_image_strip(shown, names, out / "separation.png", title)
     print(f"wrote {out}/mixture.png, x1_hat.png, x2_hat.png and separation.png")
+    return 0
+
+
+def separate_many(model: Any, paths: list[str], images: list[Any], out: Any) -> int:
+    """Several blends: <stem>_x1_hat.png and <stem>_x2_hat.png for each, and one figure."""
+    import torch
+    from tqdm import tqdm
+
+    from latentlab.plots import plot_image_rows, save_image
+
+    size = model.input_size()
+    mixtures = torch.cat([model.prepare(image, size) for image in images])
+    firsts, seconds = [], []
+    batch = 256
+    for start in tqdm(range(0, len(mixtures), batch), desc="separating", unit="batch",
+                      disable=len(mixtures) <= batch):
+        first, second = model.separate(mixtures[start:start + batch])
+        firsts.append(first)
+        seconds.append(second)
+    x1, x2 = torch.cat(firsts), torch.cat(seconds)
+    for stem, a, b in zip(output_stems(paths), x1, x2):
+        save_image(a, out / f"{stem}_x1_hat.png")
+        save_image(b, out / f"{stem}_x2_hat.png")
+    shown = min(len(mixtures), SHOWN_BLENDS)
+    title = f"{type(model).__name__} on {len(mixtures)} blends"
+    if shown < len(mixtures):
+        title += f" (the first {shown})"
+    plot_image_rows([mixtures[:shown], x1[:shown], x2[:shown]],
+                    ["blend", "output 1", "output 2"], out / "separation.png", title)
+    print(f"separated {len(mixtures)} blends: wrote <name>_x1_hat.png and <name>_x2_hat.png "
+          f"for each, and separation.png, to {out}/")
     return 0
 
 
