@@ -12,7 +12,7 @@ from PIL import Image
 
 import latentlab
 from latentlab.checkpoint import model_record, save_atomic
-from latentlab.cli import main, read_image
+from latentlab.cli import main, output_stems, read_image
 from latentlab.config import Config
 from latentlab.data import (
     MixturePairs,
@@ -526,12 +526,19 @@ def test_separate_command_takes_many_blends_and_folders(trained_unet, tmp_path, 
                             for stem in ("blend0-1", "blend1", "blend2", "blend0-4")])
     # each pair of outputs averages to its own blend (to the 8-bit rounding of the PNGs)
     model = latentlab.load(model_path)
-    for i, colour in enumerate(colours):
+    for i in range(len(colours)):
         stem = "blend0-1" if i == 0 else f"blend{i}"
         x1, x2 = (read_image(str(out / f"{stem}_x{k}_hat.png")).float() / 255 for k in (1, 2))
         blend = model.prepare(read_image(str(folder / f"blend{i}.png")), (8, 8))
         assert x1.shape == blend.shape == (1, 1, 8, 8)
         assert torch.allclose((x1 + x2) / 2, blend, atol=1 / 255)
+
+
+def test_output_names_stay_distinct():
+    assert output_stems(["a/x.png", "b/y.jpg"]) == ["x", "y"]
+    assert output_stems(["a/x.png", "b/x.png"]) == ["x-1", "x-2"]
+    # a blend already named like a numbered one does not lose its outputs to another's
+    assert output_stems(["a/x.png", "b/x.png", "x-2.png"]) == ["x-1", "x-2_", "x-2"]
 
 
 def test_separate_command_errors(trained_unet, tmp_path, capsys):

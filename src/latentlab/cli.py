@@ -223,11 +223,20 @@ def output_stems(paths: list[str]) -> list[str]:
 
     stems = [Path(p).stem for p in paths]
     shared = {stem for stem, count in Counter(stems).items() if count > 1}
-    return [f"{stem}-{i + 1}" if stem in shared else stem for i, stem in enumerate(stems)]
+    names: list[str] = []
+    for i, stem in enumerate(stems):
+        name = f"{stem}-{i + 1}" if stem in shared else stem
+        while name in names or (name != stem and name in stems):  # a blend named a-2.png
+            name += "_"
+        names.append(name)
+    return names
 
 
 def command_separate(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
 
     import latentlab
     from latentlab.evaluation import align_to_sources, psnr
@@ -243,22 +252,25 @@ def command_separate(args: argparse.Namespace) -> int:
                         "separator_model.pth written by `latentlab train separator`")
     out = Path(args.out)
     paths = args.mix or image_paths(args.blended)
-    images = [read_image(p) for p in paths]
     height, width = model.input_size()
-    resized = [f"{p} ({i.shape[-1]}x{i.shape[-2]})" for p, i in zip(paths, images)
-               if tuple(i.shape[-2:]) != (height, width)]
+    images, resized = [], []
+    for path in tqdm(paths, desc="reading", unit="image", disable=len(paths) < 100):
+        image = read_image(path)
+        if tuple(image.shape[-2:]) != (height, width):
+            resized.append(f"{path} ({image.shape[-1]}x{image.shape[-2]})")
+        images.append(model.prepare(image, (height, width)))  # kept small: resized now
     if resized:  # the network only knows the scale of the images it was trained on
         listed = " and ".join(resized) if len(resized) <= 3 else f"{len(resized)} images"
         print(f"note: this separator works at {width}x{height} pixels, the size of its "
               f"training images; {listed} {'was' if len(resized) == 1 else 'were'} resized "
               f"to it, and the outputs are {width}x{height}")
     if args.blended and len(images) > 1:
-        return separate_many(model, paths, images, out)
+        return separate_many(model, paths, torch.cat(images), out)
     if args.mix:
-        a, b = (model.prepare(image, (height, width)) for image in images)
+        a, b = images
         mixture = (a + b) / 2
     else:
-        mixture = model.prepare(images[0], (height, width))
+        mixture = images[0]
     x1, x2 = model.separate(mixture)
     for image, name in zip((mixture, x1, x2), ("mixture", "x1_hat", "x2_hat")):
         save_image(image[0], out / f"{name}.png")
@@ -279,15 +291,14 @@ def command_separate(args: argparse.Namespace) -> int:
     return 0
 
 
-def separate_many(model: Any, paths: list[str], images: list[Any], out: Any) -> int:
-    """Several blends: <stem>_x1_hat.png and <stem>_x2_hat.png for each, and one figure."""
+def separate_many(model: Any, paths: list[str], mixtures: Any, out: Any) -> int:
+    """Several prepared blends (N, C, H, W): <stem>_x1_hat.png and <stem>_x2_hat.png for
+    each, and one figure."""
     import torch
     from tqdm import tqdm
 
     from latentlab.plots import plot_image_rows, save_image
 
-    size = model.input_size()
-    mixtures = torch.cat([model.prepare(image, size) for image in images])
     firsts, seconds = [], []
     batch = 256
     for start in tqdm(range(0, len(mixtures), batch), desc="separating", unit="batch",
