@@ -87,8 +87,8 @@ def parse_args() -> argparse.Namespace:
                         help="weight of the U-Net's auxiliary task of naming the classes of "
                              "the two images (0: off); results go to *_class<W>")
     parser.add_argument("--augmentation", default="auto",
-                        help="none, flips, light, shifts or simclr, applied to each source (default "
-                             "auto: flips)")
+                        help="none, flips, light, shifts or simclr, applied to each source "
+                             "(default auto: flips; shifts on the assignment protocol)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")

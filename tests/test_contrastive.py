@@ -44,6 +44,8 @@ def test_build_picks_encoder_width_head_and_augmentation():
     assert augmentation_name(Config(experiment="supcon"), (3, 32, 32)) == "light"
     assert augmentation_name(Config(experiment="contrastive"), (1, 8, 8)) == "none"
     assert augmentation_name(Config(experiment="separator"), (1, 8, 8)) == "flips"
+    separator_on_1000_images = Config(experiment="separator", protocol="assignment")
+    assert augmentation_name(separator_on_1000_images, (3, 32, 32)) == "shifts"
 
 
 def test_bad_options_are_user_errors(tmp_path, capsys):

@@ -57,7 +57,8 @@ class Config:
         "auto", "batch augmentation: none, flips, light (flips, 4-pixel shifts), shifts (flips, "
         "4-pixel shifts with mirrored edges) or simclr (crops, flips, colour jitter, "
         "greyscale); auto: simclr for simclr, light for other contrastive runs on colour "
-        "images, flips of each source for separators, else none",
+        "images, flips of each source for separators (shifts on the assignment protocol), else "
+        "none",
         used_by=CONTRASTIVE + ("separator",),
         choices=("auto", "none", "flips", "light", "shifts", "simclr"))
     width: int = option(0, "channels of the first conv layer (0: the model's own default)",

@@ -34,14 +34,15 @@ def code_version() -> str:
 def augmentation_name(config: Config, image_shape: tuple[int, int, int]) -> str:
     """What --augmentation auto means: SimCLR's recipe for simclr; for separators, each
     source mirrored left-right on its own (four exact mixtures per pair, which slows the
-    overfitting of long runs and of the 1,000-image assignment protocol); flips and shifts
-    for other colour images; none for grey."""
+    overfitting of long runs), and on the 1,000 images of the assignment protocol, where
+    flips alone still overfit, shifted too (benchmarks/RESULTS.md); flips and shifts for
+    other colour images; none for grey."""
     if config.augmentation != "auto":
         return config.augmentation
     if config.experiment == "simclr":
         return "simclr"
     if config.experiment == "separator":
-        return "flips"
+        return "shifts" if config.protocol == "assignment" else "flips"
     return "light" if image_shape[0] == 3 else "none"
 
 
