@@ -299,14 +299,14 @@ def separate_many(model: Any, paths: list[str], mixtures: Any, out: Any) -> int:
 
     from latentlab.plots import plot_image_rows, save_image
 
-    firsts, seconds = [], []
+    outputs_1, outputs_2 = [], []
     batch = 256
     for start in tqdm(range(0, len(mixtures), batch), desc="separating", unit="batch",
                       disable=len(mixtures) <= batch):
         first, second = model.separate(mixtures[start:start + batch])
-        firsts.append(first)
-        seconds.append(second)
-    x1, x2 = torch.cat(firsts), torch.cat(seconds)
+        outputs_1.append(first)
+        outputs_2.append(second)
+    x1, x2 = torch.cat(outputs_1), torch.cat(outputs_2)
     for stem, a, b in zip(output_stems(paths), x1, x2):
         save_image(a, out / f"{stem}_x1_hat.png")
         save_image(b, out / f"{stem}_x2_hat.png")
