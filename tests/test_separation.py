@@ -514,6 +514,7 @@ def test_separate_command_takes_many_blends_and_folders(trained_unet, tmp_path, 
     for i, colour in enumerate(colours):
         write_png(folder / f"blend{i}.png", (8, 8), colour)
     (folder / "notes.txt").write_text("not an image, skipped")
+    (folder / "._blend0.png").write_bytes(b"macOS metadata, hidden: skipped")
     other = tmp_path / "other"
     other.mkdir()
     extra = write_png(other / "blend0.png", (12, 12), (90, 90, 90))  # same name as one above

@@ -193,23 +193,25 @@ def read_image(path: str) -> Any:
     return torch.from_numpy(decode_image(data, path).copy()).permute(2, 0, 1)[None]
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SHOWN_BLENDS = 12  # blends drawn in the figure of a multi-image `separate`
 
 
 def image_paths(names: list[str]) -> list[str]:
-    """Files as given, folders as the images in them (sorted by name)."""
+    """Files as given, folders as the images in them (sorted by name; hidden files, such as
+    macOS's ._ copies, left out as in folder datasets)."""
     from pathlib import Path
+
+    from latentlab.data import IMAGE_SUFFIXES, visible
 
     paths = []
     for name in names:
         folder = Path(name)
         if folder.is_dir():
-            found = sorted(str(p) for p in folder.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(str(p) for p in folder.iterdir() if p.is_file() and visible(p.name)
+                           and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise UserError(f"folder {name} holds no images "
-                                f"({', '.join(IMAGE_SUFFIXES)})")
+                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
             paths += found
         else:
             paths.append(name)
