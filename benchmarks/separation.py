@@ -176,8 +176,7 @@ def evaluate_file(args: argparse.Namespace) -> dict:
                       for tile, psnr in row["test_psnr_if_tiles_could_swap"].items())
     print(f"if the two outputs could swap places per tile (an oracle): {swaps}")
     figure = Path(args.out) / "separation-evaluation_class_pairs.png"
-    separation.show_class_pairs(row, row["model"], figure)
-    if "test_psnr_by_class_pair" in row:
+    if separation.show_class_pairs(row, row["model"], figure):
         print(f"wrote {figure}")
     return row
 

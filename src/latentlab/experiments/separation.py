@@ -336,15 +336,16 @@ def evaluate(model: Separator, test: MixturePairs, labels: Tensor | None = None,
     return metrics
 
 
-def show_class_pairs(metrics: dict[str, Any], model_name: str, path: Path) -> None:
+def show_class_pairs(metrics: dict[str, Any], model_name: str, path: Path) -> bool:
     """Print the class pairs a separator gains least and most on, and draw the class-pair
-    heat maps at path (when the metrics have them: labelled test images)."""
+    heat maps at path, when the metrics have them (labelled test images); whether it drew."""
     if "test_psnr_by_class_pair" not in metrics:
-        return
+        return False
     table = metrics["test_psnr_by_class_pair"]
     print(f"by class pair, {describe_class_pairs(table)}")
     plot_class_pair_psnr(table, path,
                          f"{model_name}: test mixtures by the classes of their two images")
+    return True
 
 
 def psnr_curve(history: list[dict[str, float]]) -> list[list[float]]:
