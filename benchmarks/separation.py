@@ -1,4 +1,4 @@
-"""Benchmark: unmix two CIFAR-10 (JPEG copy) images from their average.
+r"""Benchmark: unmix two CIFAR-10 (JPEG copy) images from their average.
 
 Trains each separator for --minutes of wall-clock time (the learning-rate schedule is
 compressed to end there and the best-PSNR weights are kept), then prints model, protocol,

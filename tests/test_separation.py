@@ -1,6 +1,7 @@
 """Mixture data, separators, the separator experiment and `latentlab separate`."""
 
 import json
+import re
 import runpy
 import sys
 from dataclasses import replace
@@ -563,3 +564,13 @@ def test_separate_command_errors(trained_unet, tmp_path, capsys):
     for args, message in cases:
         assert main(["separate", *args]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_benchmark_help_keeps_its_commands_on_separate_lines(monkeypatch, capsys):
+    assert run_benchmark("--help", monkeypatch=monkeypatch) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # a continued command ends in a backslash, and its next line is indented under it
+    continued = [i for i, line in enumerate(lines) if line.endswith("\\")]
+    assert continued
+    assert all(lines[i + 1].startswith(" " * 8) for i in continued)
+    assert not any(re.search(r"\S {5,}--", line) for line in lines)  # lines run together
