@@ -61,7 +61,7 @@ def test_discretized_logistic_exact_values():
     half = 1 / 255
     # an interior bin: sigmoid(x + 1/255) - sigmoid(x - 1/255); the edges reach to infinity
     assert log_p[128].exp().item() == pytest.approx(
-        torch.sigmoid(x[128] + half) - torch.sigmoid(x[128] - half), rel=1e-9)
+        (torch.sigmoid(x[128] + half) - torch.sigmoid(x[128] - half)).item(), rel=1e-9)
     assert log_p[0].exp().item() == pytest.approx(torch.sigmoid(torch.tensor(-1 + half)).item())
     top = 1 - torch.sigmoid(torch.tensor(1 - half)).item()
     assert log_p[255].exp().item() == pytest.approx(top)
