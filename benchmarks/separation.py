@@ -91,6 +91,9 @@ def parse_args() -> argparse.Namespace:
                              "(default auto: flips; shifts on the assignment protocol)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="decay of an average of the weights, evaluated and kept instead "
+                             "of the last weights (e.g. 0.999; default 0: off)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-limit", type=int, default=None, help="for smoke checks only")
@@ -116,7 +119,8 @@ def suffix(args: argparse.Namespace, sep: str) -> str:
     plain run's."""
     parts = (["continued"] if args.init_from else []) + (
         [f"bottleneck{args.bottleneck_blocks}"] if args.bottleneck_blocks else []) + (
-        [f"class{args.class_weight:g}"] if args.class_weight else [])
+        [f"class{args.class_weight:g}"] if args.class_weight else []) + (
+        [f"ema{args.ema:g}"] if args.ema else [])
     return "".join(sep + part for part in parts)
 
 
@@ -127,7 +131,7 @@ def config_for(args: argparse.Namespace, model: str, protocol: str) -> Config:
                     width=args.width, bottleneck_blocks=args.bottleneck_blocks,
                     class_weight=args.class_weight,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
-                    augmentation=args.augmentation,
+                    ema=args.ema, augmentation=args.augmentation,
                     seed=args.seed, device=args.device, time_budget=args.minutes,
                     train_limit=args.train_limit, test_limit=args.test_limit,
                     init_from=args.init_from,
@@ -312,7 +316,7 @@ def main() -> int:
         "minutes_per_run": args.minutes, "init_from": args.init_from,
         "bottleneck_blocks": args.bottleneck_blocks, "class_weight": args.class_weight,
         "batch_size": args.batch_size, "augmentation": args.augmentation,
-        "learning_rate": args.learning_rate, "seed": args.seed,
+        "learning_rate": args.learning_rate, "ema": args.ema, "seed": args.seed,
         "train_limit": args.train_limit, "test_limit": args.test_limit,
         "anchors_db": ANCHORS, "runs": rows,
     }

@@ -112,3 +112,57 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
     assert learning_rate(config, 0.1) == pytest.approx(1.0, abs=0.02)
     assert learning_rate(config, 0.55) == pytest.approx(0.5, abs=0.01)
     assert learning_rate(config, 1.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_ema_keeps_and_scores_the_moving_average_of_the_weights(tmp_path: Path) -> None:
+    decay = 0.5  # large steps of the average, so every weight along the way counts
+    config = tiny_config(tmp_path, ema=decay)  # 3 epochs of 4 steps
+    data = load_dataset("digits").limit(256, 64)
+    model = build(config, data.image_shape)
+    seen: list[dict[str, torch.Tensor]] = []  # the weights before each step
+    kept: list[dict[str, torch.Tensor]] = []  # what on_epoch_end sees
+
+    def step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return reconstruction_step(model, x, y)
+
+    result = fit(model, config, data.train_images, data.train_labels, data.test_images,
+                 data.test_labels, step, reconstruction_step, tmp_path / "a.pth",
+                 on_epoch_end=lambda epoch, record: kept.append(
+                     {k: v.clone() for k, v in model.state_dict().items()}))
+    last = torch.load(tmp_path / "a.pth", weights_only=True)["model"]  # the last weights
+    after_each_step = seen[1:] + [last]
+    assert len(after_each_step) == 12
+    for key, value in model.state_dict().items():
+        average = after_each_step[0][key]
+        for weights in after_each_step[1:]:
+            average = decay * average + (1 - decay) * weights[key]
+        assert torch.allclose(value, average, atol=1e-6), key
+        assert not torch.allclose(value, last[key]), key
+        assert torch.equal(value, kept[-1][key]), key  # the kept weights are the average's
+
+    # each epoch scores both: the average as test_loss, the last weights as test_raw_loss
+    final = result.history[-1]
+    averaged = training.evaluate(model, reconstruction_step, data.test_images, data.test_labels)
+    model.load_state_dict(last)
+    own = training.evaluate(model, reconstruction_step, data.test_images, data.test_labels)
+    assert final["test_loss"] == pytest.approx(averaged["loss"], rel=1e-5)
+    assert final["test_raw_loss"] == pytest.approx(own["loss"], rel=1e-5)
+    assert final["test_loss"] != pytest.approx(final["test_raw_loss"], rel=1e-3)
+
+
+def test_resume_with_ema_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, ema=0.9)
+    straight = train(config, tmp_path / "a.pth")
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "b.pth", stop_at_call=6)
+    resumed = train(config, tmp_path / "b.pth", resume=True)
+    assert same_weights(straight, resumed)
+    without = train(tiny_config(tmp_path), tmp_path / "c.pth")
+    assert not same_weights(straight, without)
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1])
+def test_ema_outside_zero_to_one_is_refused(tmp_path: Path, decay: float) -> None:
+    with pytest.raises(UserError, match="--ema"):
+        tiny_config(tmp_path, ema=decay)

@@ -37,6 +37,8 @@ class Config:
     batch_size: int = option(256, "images per optimisation step")
     learning_rate: float = option(2e-3, "peak AdamW learning rate")
     weight_decay: float = option(1e-4, "AdamW weight decay")
+    ema: float = option(0.0, "decay of an exponential moving average of the weights, which "
+                        "is evaluated and kept instead of the last weights (e.g. 0.999); 0: off")
     warmup_epochs: float = option(0.5, "linear learning-rate warm-up before cosine decay")
     seed: int = option(0, "seed for weights, data order and augmentation")
     device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
@@ -115,6 +117,9 @@ class Config:
         for name in ("bottleneck_blocks", "class_weight"):
             if getattr(self, name) and self.model != "unet":
                 raise UserError(f"--{dashed(name)} is for --model unet, not {self.model}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"--ema must be 0 (off) or a decay in (0, 1) such as 0.999, "
+                            f"not {self.ema}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserError(f"--time-budget must be a positive number of minutes, "
                             f"not {self.time_budget}")

@@ -7,7 +7,8 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from latentlab import distributed
@@ -148,6 +150,9 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
                                           and torch.cuda.is_bf16_supported())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
+    # BatchNorm's running statistics are averaged too, so they match the averaged weights
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+           if config.ema else None)
     order_generator = torch.Generator().manual_seed(config.seed + 1)
     n_steps = steps_per_epoch(len(train_labels), config.batch_size)
     result = TrainResult()
@@ -160,6 +165,8 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
         check_compatible(state, model, config, checkpoint_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
         epoch, start_step = state["epoch"], state["step"]
         epoch_generator_state = state["epoch_generator_state"]
         result.history, result.train_seconds = state["history"], state["train_seconds"]
@@ -179,6 +186,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             "experiment": config.experiment, "config": config.to_dict(),
             "model_class": type(model).__name__, "hparams": model.hparams(),
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
             "epoch": epoch, "step": step, "epoch_generator_state": generator_state,
             "torch_rng_state": torch.get_rng_state(),
             "cuda_rng_state": torch.cuda.get_rng_state() if device.type == "cuda" else None,
@@ -223,6 +231,8 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
                 optimizer.zero_grad(set_to_none=True)
                 logs["loss"].backward()
                 optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 for key, value in logs.items():
                     sums[key] = sums.get(key, 0.0) + value.detach().float() * len(x)
                 seen += len(x)
@@ -252,12 +262,16 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             record.update({f"train_{k}": v / max(totals["seen"], 1)
                            for k, v in totals["sums"].items()})
             test = evaluate(model, eval_step, test_images, test_labels)
+            if ema is not None:  # the last weights too: the gain of averaging, run by run
+                record.update({f"test_raw_{k}": v for k, v in test.items()})
+                test = evaluate(ema.module, eval_step, test_images, test_labels)
             record.update({f"test_{k}": v for k, v in test.items()})
             result.history.append(record)
             if main:
+                raw = f" (last weights {record['test_raw_loss']:.4f})" if ema is not None else ""
                 print(f"epoch {epoch + 1}/{config.epochs}  "
                       f"train loss {record.get('train_loss', float('nan')):.4f}  "
-                      f"test loss {record['test_loss']:.4f}  {seconds:.1f}s  "
+                      f"test loss {record['test_loss']:.4f}{raw}  {seconds:.1f}s  "
                       f"{record['images_per_second']:.0f} img/s", flush=True)
             epoch, start_step = epoch + 1, 0
             epoch_generator_state = order_generator.get_state()
@@ -266,17 +280,34 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
                 save(epoch, 0, epoch_generator_state, partial)
                 last_saved = time.perf_counter()
             if on_epoch_end is not None and main:
-                on_epoch_end(epoch, record)
+                with averaged_weights(model, ema):  # what is kept is what was evaluated
+                    on_epoch_end(epoch, record)
             if result.stopped_early:
                 if main:
                     print(f"time budget of {config.time_budget} min reached after {epoch} epochs")
                 break
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     model.eval()
     if distributed.launched_by_torchrun():
         distributed.finish()
         if not main:  # evaluation and every file are the first process's work
             raise SystemExit(0)
     return result
+
+
+@contextmanager
+def averaged_weights(model: ImageModel, ema: AveragedModel | None) -> Iterator[None]:
+    """Inside the block the model holds the averaged weights (if any), afterwards its own."""
+    if ema is None:
+        yield
+        return
+    own = {key: value.clone() for key, value in model.state_dict().items()}
+    model.load_state_dict(ema.module.state_dict())
+    try:
+        yield
+    finally:
+        model.load_state_dict(own)
 
 
 def totals_over_processes(sums: dict[str, Any], seen: int, seconds: float,

@@ -295,6 +295,8 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     metrics = {"model": config.model, "protocol": config.protocol,
                **evaluate(model, test, data.test_labels, data.class_names)}
     metrics.update({"best_epoch": best.epoch, "psnr_vs_time": psnr_curve(result.history)})
+    if config.ema:  # the same run read out with its last weights instead of their average
+        metrics["last_weights_psnr_vs_time"] = psnr_curve(result.history, "test_raw_psnr")
     if initialised_from:
         metrics["initialised_from"] = initialised_from
     plot_examples(model, test, metrics, config)
@@ -348,12 +350,12 @@ def show_class_pairs(metrics: dict[str, Any], model_name: str, path: Path) -> bo
     return True
 
 
-def psnr_curve(history: list[dict[str, float]]) -> list[list[float]]:
-    """[training seconds so far, test PSNR] after each epoch."""
+def psnr_curve(history: list[dict[str, float]], key: str = "test_psnr") -> list[list[float]]:
+    """[training seconds so far, test PSNR (history[key])] after each epoch."""
     curve, elapsed = [], 0.0
     for record in history:
         elapsed += record["seconds"]
-        curve.append([round(elapsed, 1), round(record.get("test_psnr", float("nan")), 3)])
+        curve.append([round(elapsed, 1), round(record.get(key, float("nan")), 3)])
     return curve
 
 
