@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -264,7 +264,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
             test = evaluate(model, eval_step, test_images, test_labels)
             if ema is not None:  # the last weights too: the gain of averaging, run by run
                 record.update({f"test_raw_{k}": v for k, v in test.items()})
-                test = evaluate(ema.module, eval_step, test_images, test_labels)
+                test = evaluate(cast(ImageModel, ema.module), eval_step, test_images, test_labels)
             record.update({f"test_{k}": v for k, v in test.items()})
             result.history.append(record)
             if main:
