@@ -247,14 +247,13 @@ def plot_curves(rows: list[dict], path: Path) -> None:
         [line] = ax.plot([t / 60 for t, _ in curve], [p for _, p in curve], "-o", markersize=3,
                          label=f"{r['model']} ({r['protocol']}, "
                                f"{r['num_parameters']:,} parameters at the end)")
+        offset = r.get("initialised_from", {}).get("train_seconds", 0.0)  # of a continued run
         if "last_weights_psnr_vs_time" in r:  # an --ema run: its last weights, dashed
-            offset = r.get("initialised_from", {}).get("train_seconds", 0.0)
             last = r["last_weights_psnr_vs_time"]
             ax.plot([(t + offset) / 60 for t, _ in last], [p for _, p in last], "--",
                     color=line.get_color(), lw=1, label=f"{r['model']}, last weights")
         if "initialised_from" in r:
-            ax.axvline(r["initialised_from"].get("train_seconds", 0) / 60, ls="--", lw=1,
-                       color="grey")
+            ax.axvline(offset / 60, ls="--", lw=1, color="grey")
     for name, value in ANCHORS.items():
         ax.axhline(value, ls=":", lw=1, color="grey")
         # x in axes units: the label stays inside the plot wherever the curves start
