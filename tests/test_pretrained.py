@@ -1,0 +1,78 @@
+"""The trained separator that ships in pretrained/: it loads, keeps its promises, and the
+README quotes the score its own file records."""
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import latentlab
+from latentlab.checkpoint import read_checkpoint
+from latentlab.cli import main
+from latentlab.evaluation import psnr
+from latentlab.models import Separator
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "pretrained" / "cifar10_unet_separator.pth"
+CIFAR = (ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return latentlab.load(MODEL)
+
+
+def test_it_is_a_cifar10_separator_whose_outputs_average_to_the_mixture(model):
+    assert isinstance(model, Separator)
+    assert model.image_shape == (3, 32, 32)
+    m = torch.rand(4, 3, 32, 32)
+    first, second = model.separate(m)
+    assert torch.allclose((first + second) / 2, m, atol=1e-6)
+    assert not torch.allclose(first, second, atol=1e-2)  # it does split the mixture
+
+
+def test_the_readme_quotes_the_score_and_training_time_the_file_records(model):
+    metrics = read_checkpoint(MODEL, "model")["metrics"]
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## A trained separator"):]
+    section = section[:section.index("\n## ", 1)]
+    assert f"{metrics['test_psnr']:.2f} dB" in section
+    assert f"{metrics['test_ssim']:.3f}" in section
+    minutes = re.search(r"(\d+) minutes", section)
+    earlier = metrics.get("initialised_from", {}).get("train_seconds", 0.0)
+    assert minutes and abs(int(minutes.group(1)) - (earlier + metrics["train_seconds"]) / 60) < 1
+
+
+def test_the_separate_command_takes_it(tmp_path, capsys):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (32, 32), (220, 30, 30)).save(a)
+    Image.new("RGB", (32, 32), (20, 40, 230)).save(b)
+    assert main(["separate", str(MODEL), "--mix", str(a), str(b),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "PSNR against the originals" in capsys.readouterr().out
+    assert (tmp_path / "out" / "separation.png").is_file()
+
+
+@pytest.mark.skipif(not CIFAR.is_file(), reason="needs ../shared/datasets/cifar10-jpeg.zip")
+def test_it_beats_returning_the_mixture_on_cifar10_test_images(model):
+    with zipfile.ZipFile(CIFAR) as archive:
+        names = sorted(n for n in archive.namelist()
+                       if "test/" in n and n.lower().endswith((".jpg", ".jpeg", ".png")))
+        step = len(names) // 64  # spread over the classes, which the folders sort by
+        images = torch.stack([
+            torch.from_numpy(np.array(Image.open(io.BytesIO(archive.read(name))).convert("RGB")))
+            .permute(2, 0, 1)
+            for name in names[::step][:64]]).float() / 255
+    x1, x2 = images[:32], images[32:]  # mostly pairs of two different classes
+    m = (x1 + x2) / 2
+    first, second = model.separate(m)
+    straight = (psnr(first, x1) + psnr(second, x2)) / 2
+    swapped = (psnr(first, x2) + psnr(second, x1)) / 2
+    separated = torch.maximum(straight, swapped).mean()
+    baseline = ((psnr(m, x1) + psnr(m, x2)) / 2).mean()
+    assert separated > baseline + 1.5
