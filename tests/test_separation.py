@@ -24,6 +24,7 @@ from latentlab.data import (
 )
 from latentlab.errors import UserError
 from latentlab.experiments import separation, shared
+from latentlab.losses import permutation_invariant_mse
 from latentlab.models import SEPARATORS, MLPAutoencoder
 from latentlab.plots import wrap_name
 from latentlab.report import describe_class_pairs
@@ -296,10 +297,17 @@ def test_init_from_adds_or_drops_a_class_head(tmp_path):
 
 
 def test_init_from_refuses_another_architecture_or_a_missing_file(tmp_path):
-    saved_separator(tmp_path / "narrow.pth", 8, seed=0)
-    wider = separation.build(Config(experiment="separator", width=16), (3, 16, 16))
-    with pytest.raises(UserError, match="--width"):
-        separation.warm_start(wider, tmp_path / "narrow.pth")
+    saved_separator(tmp_path / "wide.pth", 16, seed=0)
+    narrower = separation.build(Config(experiment="separator", width=8), (3, 16, 16))
+    with pytest.raises(UserError, match="--width .*may only grow"):
+        separation.warm_start(narrower, tmp_path / "wide.pth")
+    resunet = separation.build(Config(experiment="separator", model="resunet", width=8),
+                               (3, 16, 16))
+    save_atomic(model_record(resunet, {}), tmp_path / "resunet.pth")
+    wider_resunet = separation.build(Config(experiment="separator", model="resunet", width=16),
+                                     (3, 16, 16))
+    with pytest.raises(UserError, match="ResUNetSeparator"):  # only a U-Net grows wider
+        separation.warm_start(wider_resunet, tmp_path / "resunet.pth")
     autoencoder = MLPAutoencoder((3, 16, 16), latent_dim=4)
     save_atomic(model_record(autoencoder, {}), tmp_path / "autoencoder.pth")
     narrow = separation.build(Config(experiment="separator", width=8), (3, 16, 16))
@@ -326,6 +334,38 @@ def test_a_trained_unet_grows_bottleneck_blocks_without_changing_its_output(tmp_
         separation.warm_start(earlier, tmp_path / "deeper.pth")
     with pytest.raises(UserError, match="--model unet"):
         Config(experiment="separator", model="resunet", bottleneck_blocks=1).validate()
+
+
+def test_a_trained_unet_grows_wider_without_changing_its_output(tmp_path):
+    config = Config(experiment="separator", width=8, bottleneck_blocks=1, class_weight=1.0,
+                    seed=1)
+    earlier = separation.build(config, (3, 16, 16), n_classes=4)
+    for layer in (earlier.head, earlier.bottleneck[0].body[-1]):  # not near zero or identity
+        torch.nn.init.normal_(layer.weight)
+    m = torch.rand(6, 3, 16, 16)
+    earlier(m)  # BatchNorm statistics that are not the init's
+    save_atomic(model_record(earlier, {}), tmp_path / "earlier.pth")
+    wider = separation.build(replace(config, width=12, bottleneck_blocks=2, seed=2),
+                             (3, 16, 16), n_classes=4)
+    separation.warm_start(wider, tmp_path / "earlier.pth")
+    assert shared.num_parameters(wider) > 2 * shared.num_parameters(earlier)
+    for model in (earlier, wider):
+        model.mixed_precision = False  # compare in float32: bf16 rounding differs by width
+    for training in (False, True):  # running statistics, then the batch's own
+        earlier.train(training), wider.train(training)
+        with torch.no_grad():
+            assert torch.allclose(wider(m)[0], earlier(m)[0], atol=1e-5)
+            assert torch.allclose(wider.logits, earlier.logits, atol=1e-5)
+    # the new channels start unread, but training reaches them: the weights that read them
+    # get gradients at once
+    first, second = wider.project(m, wider(m)[0])
+    permutation_invariant_mse(first, second, torch.rand_like(m), torch.rand_like(m)).backward()
+    assert torch.count_nonzero(wider.head.weight[:, 8:]) == 0
+    assert wider.head.weight.grad[:, 8:].abs().sum() > 0
+    merge = wider.merge[-1][0][0]  # reads cat([up (12 channels), skip (12 channels)])
+    assert torch.count_nonzero(merge.weight[:, 8:12]) == 0
+    assert torch.count_nonzero(merge.weight[:, 20:]) == 0
+    assert torch.equal(merge.weight[:8, 12:20], earlier.merge[-1][0][0].weight[:, 8:])
 
 
 def test_init_from_twice_records_the_training_since_the_first_run(tmp_path):

@@ -82,7 +82,7 @@ class Config:
         used_by=("separator",))
     init_from: str | None = option(
         None, "start from the weights of this separator_model.pth (same --model and --width; "
-        "--bottleneck-blocks may grow) "
+        "a U-Net's --width and --bottleneck-blocks may grow, keeping what it computes) "
         "with a fresh optimiser and schedule: train further after a finished run",
         used_by=("separator",))
     out: str = option("results", "folder that results are written under")

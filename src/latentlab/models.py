@@ -775,6 +775,41 @@ class UNetSeparator(Separator):
         self.class_head = nn.Linear(widths[-1], class_head) if class_head else None
         self.logits: Tensor | None = None
 
+    @torch.no_grad()
+    def grow_from(self, state: dict[str, Tensor]) -> None:
+        """Load the state of a trained U-Net of the same depth and at most this width so that
+        this one computes the same d. Each old channel keeps its place (the skip half of a
+        merge's input moves to where the skip half starts at this width), and every weight
+        that reads a new channel starts at zero: the new channels change nothing until
+        training puts them to use (a zero fan-in variant of Net2WiderNet, Chen et al. 2016).
+        Layers that state lacks (new bottleneck blocks, a new class head) keep their init."""
+        # the first convolution of each merge reads cat([up, skip])
+        merges = {id(next(m for m in merge.modules() if isinstance(m, nn.Conv2d)))
+                  for merge in self.merge}
+        modules = dict(self.named_modules())
+        for key, new in self.state_dict().items():  # these share storage with the model
+            if key not in state:
+                continue
+            old = state[key].to(new.device)
+            if old.shape == new.shape:
+                new.copy_(old)
+                continue
+            module = modules[key.rpartition(".")[0]]
+            if old.dim() == 1:  # BatchNorm statistics and scales, biases: one per channel
+                new[:len(old)] = old
+                continue
+            out_dim, in_dim = (1, 0) if isinstance(module, nn.ConvTranspose2d) else (0, 1)
+            read, half = old.shape[in_dim], new.shape[in_dim] // 2
+            kept = torch.arange(read, device=new.device)
+            if id(module) in merges:
+                kept = torch.cat([kept[:read // 2], half + kept[:read // 2]])
+            added = torch.ones(new.shape[in_dim], dtype=torch.bool, device=new.device)
+            added[kept] = False
+            new.index_fill_(in_dim, added.nonzero().squeeze(1), 0)
+            rows = torch.arange(old.shape[out_dim], device=new.device)
+            block = new.index_select(out_dim, rows).index_copy(in_dim, kept, old)
+            new.index_copy_(out_dim, rows, block)
+
     def split(self, m: Tensor) -> tuple[Tensor, Tensor]:
         h, w = m.shape[-2:]
         x = self.stem(pad_to_multiple(m, 2**self.depth))

@@ -36,7 +36,7 @@ from latentlab.losses import (
     permutation_invariant_log_mse,
     permutation_invariant_mse,
 )
-from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator
+from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator, UNetSeparator
 from latentlab.plots import plot_class_pair_psnr, plot_image_rows, plot_separation_comparison
 from latentlab.report import describe_class_pairs
 from latentlab.training import fit, pick_device, steps_per_epoch
@@ -67,23 +67,27 @@ def build(config: Config, image_shape: tuple[int, int, int], n_classes: int = 0)
 
 def warm_start(model: Separator, path: str | Path) -> dict[str, Any]:
     """Copy the weights of the finished separator at path into model (same class and
-    hyperparameters, except that a U-Net may grow bottleneck blocks, which start as the
-    identity, and gain or lose its class head) and return what that file says about its own
-    training."""
+    hyperparameters, except that a U-Net may grow wider and grow bottleneck blocks, both
+    without changing its output, and gain or lose its class head) and return what that file
+    says about its own training."""
     saved = read_checkpoint(path, "model")
     finished = rebuild(saved, path)
     old, new = dict(finished.hparams()), dict(model.hparams())
     old.pop("class_head", None)
     new.pop("class_head", None)
     grown = new.pop("bottleneck_blocks", 0) >= old.pop("bottleneck_blocks", 0)
+    if isinstance(model, UNetSeparator) and isinstance(finished, UNetSeparator):
+        grown = grown and new.pop("width") >= old.pop("width")
     if type(finished) is not type(model) or old != new or not grown:
         raise UserError(
             f"--init-from {path} holds a {type(finished).__name__} {finished.hparams()}, but "
             f"this run builds a {type(model).__name__} {model.hparams()}; give the --model, "
-            "--width and --dataset it was trained with (--bottleneck-blocks may only grow)")
-    # new blocks and a new class head keep their init; a dropped head's weights are left out
-    weights = {k: v for k, v in finished.state_dict().items() if k in model.state_dict()}
-    model.load_state_dict(weights, strict=False)
+            "--width and --dataset it was trained with (a U-Net's --width and "
+            "--bottleneck-blocks may only grow)")
+    if isinstance(model, UNetSeparator):
+        model.grow_from(finished.state_dict())
+    else:
+        model.load_state_dict(finished.state_dict())
     # totals since the very first run, when that run was itself a continuation
     earlier = saved.get("metrics", {})
     before = earlier.get("initialised_from", {})
