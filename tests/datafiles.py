@@ -85,3 +85,36 @@ def tar_cifar(folder: Path, archive: Path) -> Path:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")
     return archive
+
+
+TWIN_CLASSES = ("cat", "dog")
+
+
+def unique_image(number: int) -> np.ndarray:
+    """An 8x8 image whose top-left pixel spells out `number` (red + 256 green), so every
+    image is told apart."""
+    array = np.full((8, 8, 3), 90, dtype=np.uint8)
+    array[0, :3] = [number % 256, number // 256, 7]
+    return array
+
+
+def write_official_and_twins(root: Path, per_class: int = 20) -> tuple[str, str]:
+    """official.zip (<class>/<image>.png, exact pixels), official-jpeg-twins.txt beside it,
+    and copy/ (<split>/<class>/<image>.png) holding every official image once more as its
+    'twin' (the same pixels under another name) plus test images of its own."""
+    official, copy = root / "official", root / "copy"
+    lines = []
+    for c, name in enumerate(TWIN_CLASSES):
+        (official / name).mkdir(parents=True)
+        for split in ("train", "test"):
+            (copy / split / name).mkdir(parents=True)
+        for i in range(per_class):
+            number = c * 1000 + i
+            (official / name / f"o{i:03d}.png").write_bytes(png_bytes(unique_image(number)))
+            (copy / "train" / name / f"{i:04d}.png").write_bytes(png_bytes(unique_image(number)))
+            (copy / "test" / name / f"{i:04d}.png").write_bytes(
+                png_bytes(unique_image(number + 500)))
+            lines.append(f"{name}/o{i:03d}.png train/{name}/{i:04d}.png")
+    zip_folder(official, root / "official.zip", prefix="official/")
+    (root / "official-jpeg-twins.txt").write_text("\n".join(lines) + "\n")
+    return f"folder:{root / 'official.zip'}", f"folder:{copy}"

@@ -36,7 +36,7 @@ def embedding_run(out: Path, experiment: str, latent_dim: int, seed: int,
                        run_dir / f"{experiment}_embeddings.png", f"{experiment} map")
     np.savez(run_dir / "test_embeddings.npz", embeddings=test.numpy(),
              labels=data.test_labels.numpy(), tsne=points, tsne_index=shown.numpy())
-    history = [{"epoch": e, "train_loss": 1.0 / e, "test_loss": 1.1 / e} for e in (1, 2)]
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e} for e in (1, 2)]
     shared.finish(model, config, data, TrainResult(history, 1.5, False), experiment, metrics)
     return config.run_dir
 

@@ -103,7 +103,7 @@ def test_loss_drops_within_twenty_steps(tmp_path: Path) -> None:
                  data.test_labels, reconstruction_step, reconstruction_step, tmp_path / "c.pth")
     history = result.history
     assert len(history) == 4
-    assert history[-1]["test_loss"] < 0.7 * history[0]["test_loss"]
+    assert history[-1]["val_loss"] < 0.7 * history[0]["val_loss"]
 
 
 def test_learning_rate_warms_up_then_decays_to_zero() -> None:
@@ -141,14 +141,14 @@ def test_ema_keeps_and_scores_the_moving_average_of_the_weights(tmp_path: Path) 
         assert not torch.allclose(value, last[key]), key
         assert torch.equal(value, kept[-1][key]), key  # the kept weights are the average's
 
-    # each epoch scores both: the average as test_loss, the last weights as test_raw_loss
+    # each epoch scores both: the average as val_loss, the last weights as val_raw_loss
     final = result.history[-1]
     averaged = training.evaluate(model, reconstruction_step, data.test_images, data.test_labels)
     model.load_state_dict(last)
     own = training.evaluate(model, reconstruction_step, data.test_images, data.test_labels)
-    assert final["test_loss"] == pytest.approx(averaged["loss"], rel=1e-5)
-    assert final["test_raw_loss"] == pytest.approx(own["loss"], rel=1e-5)
-    assert final["test_loss"] != pytest.approx(final["test_raw_loss"], rel=1e-3)
+    assert final["val_loss"] == pytest.approx(averaged["loss"], rel=1e-5)
+    assert final["val_raw_loss"] == pytest.approx(own["loss"], rel=1e-5)
+    assert final["val_loss"] != pytest.approx(final["val_raw_loss"], rel=1e-3)
 
 
 def test_resume_with_ema_equals_an_uninterrupted_run(tmp_path: Path) -> None:

@@ -49,6 +49,20 @@ class Config:
     train_limit: int | None = option(None, "use only this many training images (quick runs)")
     test_limit: int | None = option(None, "use only this many test images (quick runs)")
     tsne_points: int = option(2000, "test points shown in the t-SNE map", used_by=EMBEDDING)
+    validation: int | None = option(
+        None, "training images held out, seeded, to choose on (best weights, the end of a time "
+        "budget); the test split is scored once, at the end (default: 5,000 from 40,000 "
+        "training images on, else 10%)")
+    exclude: str | None = option(
+        None, "text file of image names (paths inside a folder dataset, or their ends, any "
+        "number per line) kept out of training and validation")
+    extra_train: str | None = option(
+        None, "a second dataset whose training images join the training set (e.g. the JPEG "
+        "copy beside official pixels); those listed by --exclude, and the twins of validation "
+        "and test images named in a twins file beside either dataset, are left out")
+    oversample: int = option(
+        1, "each of --dataset's own training images counts this many times per epoch (to "
+        "weigh them against --extra-train images)")
     time_budget: float | None = option(
         None, "stop cleanly after this many minutes of training, keeping the best checkpoint"
     )
@@ -97,12 +111,12 @@ class Config:
             if choices and value not in choices:
                 raise UserError(f"--{dashed(f.name)} must be one of {', '.join(choices)}, "
                                 f"not {value!r}")
-        positive_ints = ("latent_dim", "epochs", "batch_size", "tsne_points")
+        positive_ints = ("latent_dim", "epochs", "batch_size", "tsne_points", "oversample")
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise UserError(f"--{dashed(name)} must be a positive whole number, "
                                 f"not {getattr(self, name)}")
-        for name in ("train_limit", "test_limit"):
+        for name in ("train_limit", "test_limit", "validation"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"--{dashed(name)} must be a positive whole number, not {value}")
@@ -127,6 +141,9 @@ class Config:
             raise UserError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         if not self.dataset:
             raise UserError("--dataset must not be empty")
+        if self.exclude is not None and not Path(self.exclude).is_file():
+            raise UserError(f"--exclude {self.exclude} does not exist; give a text file of "
+                            "image names")
         if self.init_from is not None and not Path(self.init_from).is_file():
             raise UserError(f"--init-from {self.init_from} does not exist; give the "
                             "separator_model.pth of a finished run")

@@ -16,7 +16,7 @@ import tarfile
 import urllib.error
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 SPLIT_NAMES = {"train": "train", "test": "test", "val": "test", "valid": "test",
                "validation": "test"}
 # Bump when the decoded layout changes, so stale caches are ignored.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -51,6 +51,13 @@ class ImageData:
     test_labels: Tensor  # (M,) int64
     class_names: list[str]
     source: str  # where the files were found
+    # member names of folder datasets (empty for the others), for exclusion lists and twins
+    train_names: list[str] = field(default_factory=list)
+    test_names: list[str] = field(default_factory=list)
+    # the seeded validation split held out of the training images (splits.hold_out_validation)
+    val_images: Tensor | None = None
+    val_labels: Tensor | None = None
+    val_names: list[str] = field(default_factory=list)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -58,19 +65,30 @@ class ImageData:
         return int(c), int(h), int(w)
 
     def limit(self, train: int | None, test: int | None, seed: int = 0) -> ImageData:
-        """A seeded random subset (for quick runs); None keeps a split whole."""
-        generator = torch.Generator().manual_seed(seed)
+        """A seeded random subset (for quick runs); None keeps a split whole. Each split is
+        drawn on its own, so the test subset does not depend on the training limit."""
 
-        def pick(images: Tensor, labels: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
+        def pick(images: Tensor, labels: Tensor, names: list[str],
+                 n: int | None) -> tuple[Tensor, Tensor, list[str]]:
             if n is None or n >= len(labels):
-                return images, labels
+                return images, labels, names
+            generator = torch.Generator().manual_seed(seed)
             keep = torch.randperm(len(labels), generator=generator)[:n].sort().values
-            return images[keep], labels[keep]
+            return images[keep], labels[keep], [names[i] for i in keep] if names else []
 
-        train_images, train_labels = pick(self.train_images, self.train_labels, train)
-        test_images, test_labels = pick(self.test_images, self.test_labels, test)
+        train_images, train_labels, train_names = pick(self.train_images, self.train_labels,
+                                                       self.train_names, train)
+        test_images, test_labels, test_names = pick(self.test_images, self.test_labels,
+                                                    self.test_names, test)
         return replace(self, train_images=train_images, train_labels=train_labels,
-                       test_images=test_images, test_labels=test_labels)
+                       train_names=train_names, test_images=test_images,
+                       test_labels=test_labels, test_names=test_names)
+
+    def select_train(self, keep: Tensor) -> ImageData:
+        """The same data with only the training images where keep (N,) bool is True."""
+        names = [n for n, k in zip(self.train_names, keep.tolist()) if k]
+        return replace(self, train_images=self.train_images[keep],
+                       train_labels=self.train_labels[keep], train_names=names)
 
 
 # ----------------------------------------------------------------------------- locations
@@ -341,7 +359,9 @@ def load_folder(path: Path, seed: int = 0) -> ImageData:
     else:
         is_train = holdout_mask(labels, seed)
     return ImageData(f"folder:{path}", images[is_train], labels[is_train], images[~is_train],
-                     labels[~is_train], class_names, str(path))
+                     labels[~is_train], class_names, str(path),
+                     [n for n, t in zip(names, is_train.tolist()) if t],
+                     [n for n, t in zip(names, is_train.tolist()) if not t])
 
 
 def holdout_mask(labels: Tensor, seed: int, test_fraction: float = 0.2) -> Tensor:

@@ -33,13 +33,13 @@ def class_colours(n: int) -> list[tuple[float, float, float, float]]:
 
 def plot_losses(history: Sequence[dict[str, float]], path: str | Path, title: str,
                 keys: Sequence[str] = ("loss",)) -> None:
-    """Train and test curves per epoch, one panel per logged quantity."""
+    """Train and validation curves per epoch, one panel per logged quantity."""
     figure, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
     epochs = [h["epoch"] for h in history]
     for ax, key in zip(axes[0], keys):
-        for split, style in (("train", "-o"), ("test", "--s")):
+        for split, label, style in (("train", "train", "-o"), ("val", "validation", "--s")):
             values = [h.get(f"{split}_{key}", np.nan) for h in history]
-            ax.plot(epochs, values, style, label=split, markersize=4)
+            ax.plot(epochs, values, style, label=label, markersize=4)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)

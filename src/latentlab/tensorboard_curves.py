@@ -27,7 +27,7 @@ def warn_if_unavailable() -> None:
 
 
 def scalar_tags(record: dict[str, float]) -> dict[str, float]:
-    """One history entry -> TensorBoard tags: train_loss -> loss/train, test_loss -> loss/test
+    """One history entry -> TensorBoard tags: train_loss -> loss/train, val_loss -> loss/val
     (so TensorBoard draws both splits in one chart); other numbers keep their name."""
     tags = {}
     for key, value in record.items():
@@ -36,7 +36,7 @@ def scalar_tags(record: dict[str, float]) -> dict[str, float]:
         if not math.isfinite(value):
             continue
         split, _, name = key.partition("_")
-        tags[f"{name}/{split}" if split in ("train", "test") and name else key] = float(value)
+        tags[f"{name}/{split}" if split in ("train", "val") and name else key] = float(value)
     return tags
 
 

@@ -32,7 +32,7 @@ CHECKPOINT_SECONDS = 60.0
 
 # train_step(model, images, labels) -> {"loss": differentiable scalar, other logged scalars}
 TrainStep = Callable[[Any, Tensor, Tensor], dict[str, Tensor]]
-# eval_step(model, images, labels) -> {"loss": scalar, ...}, averaged over the test set
+# eval_step(model, images, labels) -> {"loss": scalar, ...}, averaged over the validation set
 EvalStep = Callable[[Any, Tensor, Tensor], dict[str, Tensor]]
 
 
@@ -123,7 +123,7 @@ def evaluate(model: ImageModel, eval_step: EvalStep, images: Tensor, labels: Ten
 
 
 def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: Tensor,
-        test_images: Tensor, test_labels: Tensor, train_step: TrainStep, eval_step: EvalStep,
+        val_images: Tensor, val_labels: Tensor, train_step: TrainStep, eval_step: EvalStep,
         checkpoint_path: Path, resume: bool = False,
         on_epoch_start: Callable[[int], None] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
@@ -131,8 +131,9 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
     an interrupt; return the history.
 
     on_epoch_start(epoch) runs before each epoch's batches (e.g. to draw fresh mixture pairs);
-    on_epoch_end(epoch, record) after its test evaluation and checkpoint (e.g. to keep the
-    best weights). train_images/labels may be tensors or views that index like them.
+    on_epoch_end(epoch, record) after its validation and checkpoint (e.g. to keep the best
+    weights): each epoch is scored on the validation split (val_* in the history), never on
+    the test split. train_images/labels may be tensors or views that index like them.
     Under torchrun every process trains; process 0 alone writes, reports and calls
     on_epoch_end, and the others exit when training ends."""
     device = distributed.setup(config.device)
@@ -141,7 +142,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
     model.to(device).to(memory_format=torch.channels_last)
     if device.type == "cuda":  # keep the whole dataset on the GPU: no host copies per batch
         train_images, train_labels = train_images.to(device), train_labels.to(device)
-        test_images, test_labels = test_images.to(device), test_labels.to(device)
+        val_images, val_labels = val_images.to(device), val_labels.to(device)
         torch.backends.cudnn.benchmark = True  # batches have one shape: time the conv kernels once
     runner = distributed.wrap(model, train_step, device)
     if config.compile == "on":
@@ -261,17 +262,18 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
                       "images_per_second": totals["seen"] / max(seconds, 1e-9)}
             record.update({f"train_{k}": v / max(totals["seen"], 1)
                            for k, v in totals["sums"].items()})
-            test = evaluate(model, eval_step, test_images, test_labels)
+            scores = evaluate(model, eval_step, val_images, val_labels)
             if ema is not None:  # the last weights too: the gain of averaging, run by run
-                record.update({f"test_raw_{k}": v for k, v in test.items()})
-                test = evaluate(cast(ImageModel, ema.module), eval_step, test_images, test_labels)
-            record.update({f"test_{k}": v for k, v in test.items()})
+                record.update({f"val_raw_{k}": v for k, v in scores.items()})
+                scores = evaluate(cast(ImageModel, ema.module), eval_step, val_images,
+                                  val_labels)
+            record.update({f"val_{k}": v for k, v in scores.items()})
             result.history.append(record)
             if main:
-                raw = f" (last weights {record['test_raw_loss']:.4f})" if ema is not None else ""
+                raw = f" (last weights {record['val_raw_loss']:.4f})" if ema is not None else ""
                 print(f"epoch {epoch + 1}/{config.epochs}  "
                       f"train loss {record.get('train_loss', float('nan')):.4f}  "
-                      f"test loss {record['test_loss']:.4f}{raw}  {seconds:.1f}s  "
+                      f"validation loss {record['val_loss']:.4f}{raw}  {seconds:.1f}s  "
                       f"{record['images_per_second']:.0f} img/s", flush=True)
             epoch, start_step = epoch + 1, 0
             epoch_generator_state = order_generator.get_state()

@@ -43,6 +43,8 @@ from latentlab.training import fit, pick_device, steps_per_epoch
 from latentlab.transforms import AUGMENTATIONS, no_augment
 
 EXAMPLES = 10  # test mixtures shown in separation_examples.png
+VALIDATION_MIXTURES = 2_000  # scored every epoch: enough to rank epochs, cheap next to one
+VALIDATION_MIXTURE_SEED = 1
 SWAP_TILES = (16, 8, 4)  # tile sizes of the swap oracle in metrics.json (pixels)
 
 
@@ -237,22 +239,23 @@ def by_class_pair(psnr: Tensor, baseline_psnr: Tensor, pairs: MixturePairs, labe
 
 
 class BestWeights:
-    """Keeps the weights of the epoch with the highest test PSNR in a file beside the run, so
-    a run stopped by --time-budget (or resumed) ends with its best model."""
+    """Keeps the weights of the epoch with the highest validation PSNR in a file beside the
+    run, so a run stopped by --time-budget (or resumed) ends with its best model; the test
+    split plays no part in the choice."""
 
     def __init__(self, model: Separator, config: Config, path: Path, resume: bool) -> None:
         self.model, self.config, self.path = model, config, path
         self.psnr, self.epoch = float("-inf"), 0
         if resume and path.is_file():
             saved = read_checkpoint(path, "best separator")
-            self.psnr, self.epoch = saved["test_psnr"], saved["epoch"]
+            self.psnr, self.epoch = saved["val_psnr"], saved["epoch"]
         else:
             path.unlink(missing_ok=True)
 
     def update(self, epoch: int, record: dict[str, float]) -> None:
-        if record["test_psnr"] > self.psnr:
-            self.psnr, self.epoch = record["test_psnr"], epoch
-            save_atomic(model_record(self.model, self.config.to_dict(), test_psnr=self.psnr,
+        if record["val_psnr"] > self.psnr:
+            self.psnr, self.epoch = record["val_psnr"], epoch
+            save_atomic(model_record(self.model, self.config.to_dict(), val_psnr=self.psnr,
                                      epoch=epoch), self.path)
 
     def restore(self) -> None:
@@ -266,11 +269,13 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     data = shared.load_data(config)
     train = training_mixtures(data.train_images, config.protocol, config.seed,
                               data.train_labels)
+    assert data.val_images is not None
+    val = fixed_test_mixtures(data.val_images, VALIDATION_MIXTURES, VALIDATION_MIXTURE_SEED)
     test = fixed_test_mixtures(data.test_images)
     fresh = " (fresh pairs every epoch)" if train.fresh_each_epoch else ""
     print(f"{config.protocol} protocol: {len(train):,} training mixtures of "
-          f"{len(train.images):,} images{fresh}; {len(test):,} test mixtures of distinct "
-          "test images")
+          f"{len(train.images):,} images{fresh}; {len(val):,} validation and {len(test):,} "
+          "test mixtures of distinct images")
     model = build(config, data.image_shape, len(data.class_names))
     initialised_from = warm_start(model, config.init_from) if config.init_from else None
     if initialised_from:
@@ -288,9 +293,9 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     variational = isinstance(model, TwoDecoderVAESeparator)
     best = BestWeights(model, config, run_dir / "best_separator.pth", resume)
     # the views index like tensors: the loop reads mixtures as images and, as labels, the
-    # indices of the training pairs and the sources of the test pairs
+    # indices of the training pairs and the sources of the validation pairs
     result = fit(model, config, cast(Tensor, train.mixture_view()), torch.arange(len(train)),
-                 cast(Tensor, test.mixture_view()), cast(Tensor, test.source_view()),
+                 cast(Tensor, val.mixture_view()), cast(Tensor, val.source_view()),
                  make_train_step(config, steps_per_epoch(len(train), config.batch_size),
                                  variational, augmentation, train),
                  make_eval_step(config, variational), run_dir / "checkpoint.pth", resume=resume,
@@ -298,9 +303,10 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     best.restore()
     metrics = {"model": config.model, "protocol": config.protocol,
                **evaluate(model, test, data.test_labels, data.class_names)}
-    metrics.update({"best_epoch": best.epoch, "psnr_vs_time": psnr_curve(result.history)})
+    metrics.update({"best_epoch": best.epoch, "best_val_psnr": round(best.psnr, 3),
+                    "psnr_vs_time": psnr_curve(result.history)})
     if config.ema:  # the same run read out with its last weights instead of their average
-        metrics["last_weights_psnr_vs_time"] = psnr_curve(result.history, "test_raw_psnr")
+        metrics["last_weights_psnr_vs_time"] = psnr_curve(result.history, "val_raw_psnr")
     if initialised_from:
         metrics["initialised_from"] = initialised_from
     plot_examples(model, test, metrics, config)
@@ -354,8 +360,8 @@ def show_class_pairs(metrics: dict[str, Any], model_name: str, path: Path) -> bo
     return True
 
 
-def psnr_curve(history: list[dict[str, float]], key: str = "test_psnr") -> list[list[float]]:
-    """[training seconds so far, test PSNR (history[key])] after each epoch."""
+def psnr_curve(history: list[dict[str, float]], key: str = "val_psnr") -> list[list[float]]:
+    """[training seconds so far, validation PSNR (history[key])] after each epoch."""
     curve, elapsed = [], 0.0
     for record in history:
         elapsed += record["seconds"]

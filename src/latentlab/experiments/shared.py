@@ -14,10 +14,11 @@ import latentlab
 from latentlab import distributed, tensorboard_curves
 from latentlab.checkpoint import model_record, save_atomic, save_npz_atomic, write_json_atomic
 from latentlab.config import Config
-from latentlab.data import ImageData, load_dataset
+from latentlab.data import ImageData
 from latentlab.evaluation import embed_all, embedding_metrics, subsample, tsne_2d
 from latentlab.models import ImageModel
 from latentlab.plots import plot_embedding_map, plot_losses
+from latentlab.splits import training_data
 from latentlab.training import EvalStep, TrainResult, TrainStep, fit, pick_device
 
 
@@ -47,10 +48,11 @@ def augmentation_name(config: Config, image_shape: tuple[int, int, int]) -> str:
 
 
 def load_data(config: Config) -> ImageData:
-    data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
-    data = data.limit(config.train_limit, config.test_limit, seed=config.seed)
-    print(f"{data.name}: {len(data.train_labels):,} training and {len(data.test_labels):,} test "
-          f"images of {'x'.join(map(str, data.image_shape))}, {len(data.class_names)} classes "
+    data = training_data(config)
+    assert data.val_labels is not None
+    print(f"{data.name}: {len(data.train_labels):,} training, {len(data.val_labels):,} "
+          f"validation and {len(data.test_labels):,} test images of "
+          f"{'x'.join(map(str, data.image_shape))}, {len(data.class_names)} classes "
           f"({data.source})")
     return data
 
@@ -75,8 +77,9 @@ def train(model: ImageModel, config: Config, data: ImageData, train_step: TrainS
         start_run(config)
         print(f"training {type(model).__name__} ({num_parameters(model):,} parameters) on "
               f"{pick_device(config.device)}; results in {run_dir}/")
-    return fit(model, config, data.train_images, data.train_labels, data.test_images,
-               data.test_labels, train_step, eval_step, run_dir / "checkpoint.pth",
+    assert data.val_images is not None and data.val_labels is not None
+    return fit(model, config, data.train_images, data.train_labels, data.val_images,
+               data.val_labels, train_step, eval_step, run_dir / "checkpoint.pth",
                resume=resume)
 
 
@@ -117,6 +120,8 @@ def finish(model: ImageModel, config: Config, data: ImageData, result: TrainResu
                 keys=loss_keys)
     metrics = {**metrics, "dataset": data.name, "epochs": len(result.history),
                "train_seconds": round(result.train_seconds, 2),
+               "images_per_second": round(sum(h["images_per_second"] for h in result.history)
+                                          / max(1, len(result.history)), 1),
                "device": str(pick_device(config.device)), "num_parameters": num_parameters(model),
                "stopped_by_time_budget": result.stopped_early}
     save_atomic(model_record(model, config.to_dict(), class_names=data.class_names,

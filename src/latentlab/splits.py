@@ -1,0 +1,170 @@
+"""Which images train, validate and test a run.
+
+Training images can be kept out by name (`--exclude FILE`), joined by the training images of
+a second dataset (`--extra-train SPEC`, e.g. the CIFAR-10 JPEG copy beside official pixels),
+and a seeded validation split is held out of them: everything a run chooses (best weights,
+the end of a time budget) is chosen on it, and the test split is scored once, at the end.
+
+Twins are one image stored twice, e.g. an official CIFAR-10 image and its JPEG re-encoding.
+A twins file beside a dataset (`<name>-jpeg-twins.txt` beside `<name>.zip`) lists one pair of
+names per line; an extra training image whose twin is a validation or test image is left
+out, so an image scores a model only if neither it nor its twin was seen in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from latentlab.config import Config
+from latentlab.data import ImageData, load_dataset
+from latentlab.errors import UserError
+
+LARGE_TRAINING_SET = 40_000  # from this many training images on, ...
+LARGE_VALIDATION = 5_000  # ... this many are held out for validation,
+VALIDATION_FRACTION = 0.1  # else this share of them
+
+
+def read_names(path: str | Path) -> set[str]:
+    """The image names listed in a text file: any number per line, '#' starts a comment."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--exclude {path} does not exist; give a text file of image names "
+                        "(paths inside the folder or zip, one or more per line)")
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read --exclude {path} ({error})") from None
+    return {name for line in text.splitlines() for name in line.split("#")[0].split()}
+
+
+def name_ends(name: str) -> list[str]:
+    """A member name and its ends at folder boundaries (of two parts or more):
+    a/b/c.png -> a/b/c.png, b/c.png. A listed name matches a member with that end, so lists
+    may leave out wrapping folders."""
+    parts = Path(name).parts
+    return ["/".join(parts[i:]) for i in range(max(1, len(parts) - 1))]
+
+
+def matching(names: list[str], listed: set[str] | dict[str, str]) -> torch.Tensor:
+    """(N,) bool: which of names a listed name matches (see name_ends)."""
+    return torch.tensor([any(end in listed for end in name_ends(n)) for n in names],
+                        dtype=torch.bool)
+
+
+def folder_path(spec: str) -> Path | None:
+    return Path(spec.removeprefix("folder:")).expanduser() if spec.startswith("folder:") else None
+
+
+def twins_file(spec: str) -> Path | None:
+    """The twins file beside a folder dataset: <name>-jpeg-twins.txt beside <name>[.zip]."""
+    path = folder_path(spec)
+    if path is None:
+        return None
+    candidate = path.parent / f"{path.name.removesuffix('.zip')}-jpeg-twins.txt"
+    return candidate if candidate.is_file() else None
+
+
+def read_twins(path: Path) -> dict[str, str]:
+    """Both directions of every pair of names in a twins file."""
+    twins: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        names = line.split()
+        if not names:
+            continue
+        if len(names) != 2:
+            raise UserError(f"{path}, line {number}: expected two names, found {len(names)}")
+        twins[names[0]], twins[names[1]] = names[1], names[0]
+    return twins
+
+
+def twins_of(names: list[str], twins: dict[str, str]) -> list[str]:
+    """The twin of each name that has one."""
+    found = []
+    for name in names:
+        end = next((e for e in name_ends(name) if e in twins), None)
+        if end is not None:
+            found.append(twins[end])
+    return found
+
+
+def validation_size(n_train: int, requested: int | None) -> int:
+    if requested is not None:
+        if requested >= n_train:
+            raise UserError(f"--validation {requested} leaves no training images "
+                            f"(there are {n_train:,}); give a smaller number")
+        return requested
+    if n_train >= LARGE_TRAINING_SET:
+        return LARGE_VALIDATION
+    return min(max(2, round(VALIDATION_FRACTION * n_train)), n_train - 1)
+
+
+def hold_out_validation(data: ImageData, size: int, seed: int) -> ImageData:
+    """Move a seeded random `size` of the training images into the validation split."""
+    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed))
+    is_val = torch.zeros(len(order), dtype=torch.bool)
+    is_val[order[:size]] = True
+    names = data.train_names
+    return replace(data.select_train(~is_val), val_images=data.train_images[is_val],
+                   val_labels=data.train_labels[is_val],
+                   val_names=[n for n, v in zip(names, is_val.tolist()) if v])
+
+
+def without_listed(data: ImageData, listed: set[str], what: str) -> ImageData:
+    """data without the training images whose names are listed."""
+    if not data.train_names:
+        raise UserError(f"{what} names images, but {data.name} is not a folder dataset; "
+                        "exclusion lists work with folder:PATH datasets")
+    drop = matching(data.train_names, listed)
+    return data.select_train(~drop)
+
+
+def training_data(config: Config) -> ImageData:
+    """The dataset of a run: --exclude applied, the validation split held out, and
+    --extra-train images (less the twins of validation and test images) added."""
+    data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
+    data = data.limit(config.train_limit, config.test_limit, seed=config.seed)
+    listed = read_names(config.exclude) if config.exclude else set()
+    if listed:
+        before = len(data.train_labels)
+        data = without_listed(data, listed, f"--exclude {config.exclude}")
+        print(f"--exclude: {before - len(data.train_labels):,} training images left out")
+    data = hold_out_validation(data, validation_size(len(data.train_labels), config.validation),
+                               config.seed)
+    if config.oversample > 1:
+        repeat = torch.arange(len(data.train_labels)).repeat(config.oversample)
+        data = replace(data, train_images=data.train_images[repeat],
+                       train_labels=data.train_labels[repeat],
+                       train_names=[data.train_names[i] for i in repeat] if data.train_names
+                       else [])
+    if config.extra_train:
+        data = add_extra_training(data, config, listed)
+    return data
+
+
+def add_extra_training(data: ImageData, config: Config, listed: set[str]) -> ImageData:
+    """data with the training images of --extra-train appended, less the listed ones and the
+    twins of data's validation and test images."""
+    assert config.extra_train is not None
+    extra = load_dataset(config.extra_train, config.data_dir, seed=config.seed)
+    if extra.image_shape != data.image_shape or extra.class_names != data.class_names:
+        raise UserError(f"--extra-train {config.extra_train} holds {extra.image_shape} images of "
+                        f"classes {extra.class_names}, but {config.dataset} holds "
+                        f"{data.image_shape} images of {data.class_names}; they must match")
+    twins: dict[str, str] = {}
+    for spec in (config.dataset, config.extra_train):
+        path = twins_file(spec)
+        if path is not None:
+            twins.update(read_twins(path))
+    keep_out = set(listed) | set(twins_of(data.val_names + data.test_names, twins))
+    kept = extra
+    if keep_out:
+        kept = without_listed(extra, keep_out, "the twins of validation and test images")
+    print(f"--extra-train: {len(kept.train_labels):,} training images of {extra.name} "
+          f"({len(extra.train_labels) - len(kept.train_labels):,} left out: listed, or twins of "
+          "validation or test images)")
+    return replace(data, train_images=torch.cat([data.train_images, kept.train_images]),
+                   train_labels=torch.cat([data.train_labels, kept.train_labels]),
+                   train_names=data.train_names + kept.train_names)

@@ -1,0 +1,100 @@
+"""Exclusion lists, JPEG twins, extra training images and the validation split."""
+
+import pytest
+import torch
+
+from latentlab.config import Config
+from latentlab.errors import UserError
+from latentlab.splits import (
+    name_ends,
+    read_names,
+    training_data,
+    validation_size,
+)
+
+from datafiles import write_official_and_twins
+
+
+def codes(images: torch.Tensor) -> set[int]:
+    """The number each unique_image spells out."""
+    return {int(a) + 256 * int(b) for a, b in images[:, :2, 0, 0].tolist()}
+
+
+def test_name_ends_let_a_list_leave_out_wrapping_folders():
+    assert name_ends("official/cat/o001.png") == ["official/cat/o001.png", "cat/o001.png"]
+    assert name_ends("o001.png") == ["o001.png"]
+
+
+def test_no_twin_of_a_validation_or_test_image_reaches_training(tmp_path):
+    official, copy = write_official_and_twins(tmp_path)
+    data = training_data(Config(dataset=official, extra_train=copy, seed=3))
+    held_out = codes(data.test_images) | codes(data.val_images)
+    assert len(held_out) == len(data.test_images) + len(data.val_images)
+    # the official training images and their twins train; no held-out image does, in any form
+    assert codes(data.train_images).isdisjoint(held_out)
+    assert len(data.train_labels) == 2 * (40 - len(held_out))
+    assert len(data.train_names) == len(data.train_labels)
+
+
+def test_exclusion_is_exact_and_matches_names_without_their_wrapping_folder(tmp_path):
+    official, copy = write_official_and_twins(tmp_path)
+    listed = tmp_path / "keep-out.txt"
+    listed.write_text("# two official images, one copy\ncat/o000.png dog/o005.png\n"
+                      "train/dog/0007.png\n")
+    assert read_names(listed) == {"cat/o000.png", "dog/o005.png", "train/dog/0007.png"}
+    for spec, dropped in ((official, {0, 1005}), (copy, {1007})):
+        data = training_data(Config(dataset=spec, exclude=str(listed), validation=1))
+        plain = training_data(Config(dataset=spec, validation=1))
+        kept = codes(data.train_images) | codes(data.val_images)
+        assert torch.equal(data.test_images, plain.test_images)
+        # exactly the listed images are gone: none of them trains, every other image does
+        assert kept == (codes(plain.train_images) | codes(plain.val_images)) - dropped
+        assert len(plain.train_labels) - len(data.train_labels) == len(
+            dropped - codes(plain.test_images))
+
+
+def test_oversampling_repeats_the_datasets_own_training_images(tmp_path):
+    official, copy = write_official_and_twins(tmp_path)
+    once = training_data(Config(dataset=official, validation=4))
+    thrice = training_data(Config(dataset=official, validation=4, oversample=3))
+    assert len(thrice.train_labels) == 3 * len(once.train_labels)
+    assert codes(thrice.train_images) == codes(once.train_images)
+    assert torch.equal(thrice.val_images, once.val_images)
+
+
+def test_validation_split_is_seeded_and_sized_by_the_training_set():
+    assert validation_size(50_000, None) == 5_000
+    assert validation_size(4_068, None) == 407
+    assert validation_size(10, None) == 2
+    assert validation_size(100, 30) == 30
+    with pytest.raises(UserError, match="leaves no training images"):
+        validation_size(100, 100)
+    first = training_data(Config(dataset="digits", seed=1))
+    again = training_data(Config(dataset="digits", seed=1))
+    other = training_data(Config(dataset="digits", seed=2))
+    assert torch.equal(first.val_images, again.val_images)
+    assert not torch.equal(first.val_images, other.val_images)
+    assert len(first.val_labels) == 144 and len(first.train_labels) == 1437 - 144
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"exclude": "missing.txt"}, "does not exist"),
+    ({"validation": 0}, "positive whole number"),
+    ({"oversample": 0}, "positive whole number"),
+])
+def test_bad_split_options_are_refused(options, message):
+    with pytest.raises(UserError, match=message):
+        Config(dataset="digits", **options).validate()
+
+
+def test_exclusion_needs_a_folder_dataset(tmp_path):
+    listed = tmp_path / "names.txt"
+    listed.write_text("3.png\n")
+    with pytest.raises(UserError, match="not a folder dataset"):
+        training_data(Config(dataset="digits", exclude=str(listed)))
+
+
+def test_extra_training_images_must_match_in_size_and_classes(tmp_path):
+    official, _ = write_official_and_twins(tmp_path)
+    with pytest.raises(UserError, match="must match"):
+        training_data(Config(dataset=official, extra_train="digits"))
