@@ -18,8 +18,7 @@ minutes 17.4, BASIS ~19-20; target >= 21.0 with the full protocol.
         --learning-rate 1e-3 --init-from pretrained/cifar10_unet_separator.pth
     # which U-Net widths separate the 10,000 test mixtures within a minute on 2 CPU cores
     python benchmarks/separation.py --time-widths 64,80,96 --models unet --threads 2
-    # score a trained separator on the fixed test mixtures, timed on 2 CPU cores
-    python benchmarks/separation.py --evaluate <separator_model.pth> --device cpu --threads 2
+    # score a trained separator: latentlab evaluate <separator_model.pth> --dataset SPEC
     # train a finished run further (fresh schedule); the curve continues the earlier one
     python benchmarks/separation.py --minutes 100 --models unet --protocols full \
         --learning-rate 1e-3 --init-from \
@@ -40,12 +39,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentlab.checkpoint import load, write_json_atomic  # noqa: E402
+from latentlab.checkpoint import write_json_atomic  # noqa: E402
 from latentlab.config import Config  # noqa: E402
 from latentlab.data import ImageData, MixturePairs, fixed_test_mixtures  # noqa: E402
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
-from latentlab.models import SEPARATORS, Separator  # noqa: E402
+from latentlab.models import SEPARATORS  # noqa: E402
 from latentlab.plots import plt, save_figure  # noqa: E402
 from latentlab.training import Interrupted, pick_device  # noqa: E402
 
@@ -105,10 +104,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--init-from", default=None,
                         help="start from this separator_model.pth (one model, one protocol); "
                              "results go to separation_runs_<protocol>_continued/")
-    parser.add_argument("--evaluate", default=None, metavar="MODEL",
-                        help="train nothing: score this separator_model.pth on the fixed test "
-                             "mixtures and time it on --device (writes "
-                             "separation-evaluation.json)")
     parser.add_argument("--time-widths", default=None, metavar="W,W,...",
                         help="train nothing: time untrained --models at each width separating "
                              "the fixed test mixtures on --device, to see which widths fit "
@@ -154,38 +149,6 @@ def test_mixtures(args: argparse.Namespace) -> tuple[ImageData, MixturePairs]:
     data = shared.load_data(Config(experiment="separator", dataset=args.dataset,
                                    seed=args.seed, test_limit=args.test_limit).validate())
     return data, fixed_test_mixtures(data.test_images)
-
-
-def evaluate_file(args: argparse.Namespace) -> dict:
-    """The scores of a finished separator on the fixed test mixtures of --dataset."""
-    model = load(args.evaluate)
-    if not isinstance(model, Separator):
-        raise UserError(f"--evaluate {args.evaluate} holds a {type(model).__name__}, "
-                        "not a separator; give a separator_model.pth")
-    data, test = test_mixtures(args)
-    image_shape = data.image_shape
-    if model.image_shape != image_shape:
-        raise UserError(f"--evaluate {args.evaluate} was trained on "
-                        f"{'x'.join(map(str, model.image_shape))} images, but --dataset holds "
-                        f"{'x'.join(map(str, image_shape))} images")
-    model.to(pick_device(args.device))
-    model.separate(test.mixtures(slice(0, 500)))  # warm-up, so one-off set-up is not timed
-    row = {"path": args.evaluate, "model": model.config.get("model", type(model).__name__),
-           "num_parameters": shared.num_parameters(model), "device": str(model.device),
-           **separation.evaluate(model, test, data.test_labels, data.class_names)}
-    print(f"\n{row['model']} ({row['num_parameters']:,} parameters) from {args.evaluate}:\n"
-          f"test PSNR {row['test_psnr']:.2f} dB, SSIM {row['test_ssim']:.3f} over "
-          f"{row['test_mixtures']:,} test mixtures (returning the mixture: "
-          f"{row['baseline_average_psnr']:.2f} dB); separated in "
-          f"{row['separation_seconds']:.1f} s on {row['device']} "
-          f"({torch.get_num_threads()} threads)")
-    swaps = ", ".join(f"{tile}x{tile}: {psnr:.2f} dB"
-                      for tile, psnr in row["test_psnr_if_tiles_could_swap"].items())
-    print(f"if the two outputs could swap places per tile (an oracle): {swaps}")
-    figure = Path(args.out) / "separation-evaluation_class_pairs.png"
-    if separation.show_class_pairs(row, row["model"], figure):
-        print(f"wrote {figure}")
-    return row
 
 
 def time_widths(args: argparse.Namespace, models: list[str]) -> list[dict]:
@@ -283,14 +246,10 @@ def main() -> int:
         print("--init-from continues one run: give one --models and one --protocols",
               file=sys.stderr)
         return 2
-    if args.time_widths or args.evaluate:  # train nothing
+    if args.time_widths:  # train nothing
         try:
-            if args.time_widths:
-                name, timings = "separation-timing", time_widths(args, models)
-                body = {"machine": machine(timings[0]["device"]), "rows": timings}
-            else:
-                name, row = "separation-evaluation", evaluate_file(args)
-                body = {"machine": machine(row["device"]), **row}
+            name, timings = "separation-timing", time_widths(args, models)
+            body = {"machine": machine(timings[0]["device"]), "rows": timings}
         except UserError as error:
             print(f"separation benchmark: error: {error}", file=sys.stderr)
             return 2

@@ -409,6 +409,26 @@ def test_separator_run_writes_its_results(trained_unet):
     assert [row["model"] for row in comparison] == ["unet"]
     assert comparison[0]["baseline_average_ssim"] == metrics["baseline_average_ssim"]
     assert (trained_unet / "separation_comparison.png").is_file()
+    # the kept weights are those of the epoch with the best validation PSNR
+    history = json.loads((run / "history.json").read_text())
+    best = max(range(len(history)), key=lambda i: history[i]["val_psnr"])
+    assert metrics["best_epoch"] == best + 1
+    assert metrics["best_val_psnr"] == pytest.approx(history[best]["val_psnr"], abs=1e-3)
+    assert not any(key.startswith("test_") for key in history[0])
+
+
+def test_best_weights_follow_validation_where_test_disagrees(tmp_path):
+    config = Config(experiment="separator", width=4, out=str(tmp_path))
+    model = separation.build(config, (1, 8, 8))
+    best = separation.BestWeights(model, config, tmp_path / "best.pth", resume=False)
+    weight = next(model.parameters())
+    for epoch, (val, test) in enumerate([(10.0, 30.0), (12.0, 5.0), (11.0, 40.0)], 1):
+        with torch.no_grad():
+            weight.fill_(epoch)
+        best.update(epoch, {"val_psnr": val, "test_psnr": test})
+    assert (best.epoch, best.psnr) == (2, 12.0)
+    best.restore()
+    assert bool((weight == 2).all())
 
 
 def test_class_pairs_are_described_by_the_least_and_the_most_gain():
@@ -454,34 +474,20 @@ def run_benchmark(*arguments, monkeypatch):
     return exit.value.code
 
 
-def test_benchmark_evaluate_reproduces_the_score_the_run_recorded(trained_unet, tmp_path,
-                                                                  monkeypatch, capsys):
+def test_evaluate_reproduces_the_score_the_run_recorded(trained_unet, tmp_path, capsys):
     path = trained_unet / "unet" / "separator_model.pth"
-    code = run_benchmark("--evaluate", path, "--dataset", "digits", "--test-limit", 80,
-                         "--device", "cpu", "--threads", 1, "--out", tmp_path,
-                         monkeypatch=monkeypatch)
+    code = main(["evaluate", str(path), "--dataset", "digits", "--test-limit", "80",
+                 "--out", str(tmp_path / "scores.json")])
     assert code == 0
     recorded = json.loads((trained_unet / "unet" / "metrics.json").read_text())
-    result = json.loads((tmp_path / "separation-evaluation.json").read_text())
+    result = json.loads((tmp_path / "scores.json").read_text())
     assert result["test_mixtures"] == recorded["test_mixtures"]
     for key in ("test_psnr", "test_ssim", "baseline_average_psnr"):
         assert result[key] == pytest.approx(recorded[key], abs=1e-4), key
-    assert result["separation_seconds"] > 0 and result["device"] == "cpu"
+    assert result["separation_seconds"] > 0
     assert (result["test_psnr_by_class_pair"]["mixtures"]
             == recorded["test_psnr_by_class_pair"]["mixtures"])
-    assert (tmp_path / "separation-evaluation_class_pairs.png").is_file()
-    out = capsys.readouterr().out
-    assert "test PSNR" in out and "by class pair, it gains least on" in out
-
-
-def test_benchmark_evaluate_refuses_a_model_that_is_no_separator(tmp_path, monkeypatch,
-                                                                  capsys):
-    save_atomic(model_record(MLPAutoencoder((1, 8, 8), latent_dim=2), {}), tmp_path / "ae.pth")
-    code = run_benchmark("--evaluate", tmp_path / "ae.pth", "--dataset", "digits",
-                         "--out", tmp_path, monkeypatch=monkeypatch)
-    assert code == 2
-    assert "not a separator" in capsys.readouterr().err
-    assert not (tmp_path / "separation-evaluation.json").exists()
+    assert "real pixels: PSNR" in capsys.readouterr().out
 
 
 def test_benchmark_reports_a_stopped_run_in_one_line(tmp_path, monkeypatch, capsys):

@@ -27,6 +27,7 @@ examples:
   latentlab train separator --model unet --dataset digits --epochs 1
   latentlab separate results/separation/unet/separator_model.pth --mix a.png b.png --out mixed
   latentlab separate results/separation/unet/separator_model.pth blended.png
+  latentlab evaluate pretrained/cifar10_unet_separator.pth --dataset folder:official.zip
   latentlab run --quick --dataset digits
 """
 
@@ -97,6 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
                           help="mix these two images and separate the mixture")
     separate.add_argument("--out", default="separated",
                           help="folder for the PNG results (default: separated)")
+    evaluate = commands.add_parser(
+        "evaluate", help="score a saved model on the test split of any dataset",
+        description="Score a saved model on a dataset's test split: a separator by PSNR, SSIM "
+                    "and its gain over returning the mixture (and, where a twins file lies "
+                    "beside the dataset, on the images' JPEG twins and the shortcut ratio); "
+                    "an embedding model by kNN and linear probe; a VAE by bits/dim too.")
+    evaluate.add_argument("checkpoint", metavar="MODEL", help="a <name>_model.pth file")
+    evaluate.add_argument("--dataset", required=True, metavar="SPEC",
+                          help="cifar10, fashion-mnist, mnist, digits or folder:PATH")
+    evaluate.add_argument("--bank", metavar="SPEC", help="embedding models: the dataset whose "
+                          "training split is the kNN and probe bank (default: --dataset)")
+    evaluate.add_argument("--seed", type=int, help="seed of a folder's held-out test split "
+                          "(default: the seed the model was trained with)")
+    evaluate.add_argument("--test-limit", type=int, metavar="N", help="score only the seeded "
+                          "subset of N test images that a run with --test-limit N scores")
+    evaluate.add_argument("--data-dir", help="directory searched first for dataset files")
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    evaluate.add_argument("--out", metavar="FILE.json", help="also write the scores here")
     run = commands.add_parser("run", help="train the autoencoder and the contrastive model on "
                               "one dataset and compare their embeddings")
     add_config_options(run, "contrastive")
@@ -323,6 +342,21 @@ def separate_many(model: Any, paths: list[str], mixtures: Any, out: Any) -> int:
     return 0
 
 
+def command_evaluate(args: argparse.Namespace) -> int:
+    from latentlab.checkpoint import write_json_atomic
+    from latentlab.evaluate import describe, evaluate_saved
+
+    if args.test_limit is not None and args.test_limit < 2:
+        raise UserError(f"--test-limit must be 2 or more, not {args.test_limit}")
+    row = evaluate_saved(args.checkpoint, args.dataset, data_dir=args.data_dir, bank=args.bank,
+                         seed=args.seed, device=args.device, test_limit=args.test_limit)
+    print(describe(row))
+    if args.out:
+        write_json_atomic(row, args.out)
+        print(f"scores written to {args.out}")
+    return 0
+
+
 def command_run(args: argparse.Namespace) -> int:
     from latentlab.experiments.comparison import compare, format_table
 
@@ -342,7 +376,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 COMMANDS = {"datasets": command_datasets, "train": command_train, "run": command_run,
             "report": command_report, "embed": command_embed, "vae-study": command_vae_study,
-            "separate": command_separate}
+            "separate": command_separate, "evaluate": command_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,191 @@
+"""The `evaluate` command: score any saved model on the test split of any dataset.
+
+Separators: PSNR, SSIM and the gain over returning the mixture, on fixed seeded mixtures of
+the test images. Where a twins file lies beside the dataset (see splits.py), the same
+mixtures are scored again on the test images' JPEG twins, and the shortcut ratio is
+gain on real pixels / gain on their JPEG twins: near 1 for a separator that learned images,
+near 0 for one that learned the compression. Embedding models: kNN and linear probe with a
+training bank (--bank, default the dataset's own training split). VAEs: bits/dim as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from latentlab.checkpoint import load
+from latentlab.config import from_dict
+from latentlab.data import (
+    ImageData,
+    MixturePairs,
+    decode_image,
+    fixed_test_mixtures,
+    folder_entries,
+    load_dataset,
+    visible,
+)
+from latentlab.errors import UserError
+from latentlab.evaluation import embed_all, embedding_metrics
+from latentlab.splits import (
+    folder_path,
+    matching,
+    name_ends,
+    read_twins,
+    training_data,
+    twins_file,
+)
+
+
+def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
+                   bank: str | None = None, seed: int | None = None,
+                   device: str = "cpu", test_limit: int | None = None) -> dict[str, Any]:
+    """The scores of the model saved at path on the test split of dataset."""
+    if not Path(path).is_file():
+        raise UserError(f"{path} does not exist; give a <name>_model.pth file")
+    model = load(path, device)
+    # a folder dataset's held-out test split depends on the seed: by default the one the model
+    # was trained with, so a model is scored on the images its own run held out
+    seed = int(model.config.get("seed", 0)) if seed is None else seed
+    data = load_dataset(dataset, data_dir, seed=seed).limit(None, test_limit, seed)
+    if tuple(model.image_shape) != data.image_shape:
+        raise UserError(f"{path} was trained on {'x'.join(map(str, model.image_shape))} images, "
+                        f"but {dataset} holds {'x'.join(map(str, data.image_shape))} images")
+    row: dict[str, Any] = {"model_path": path, "model": type(model).__name__,
+                           "dataset": dataset, "seed": seed,
+                           "test_images": len(data.test_labels)}
+    row["seen_in_training"] = seen_in_training(model.config, dataset, data, data_dir)
+    if model.kind == "separator":
+        row.update(score_separator(model, data, dataset))
+    else:
+        row.update(score_embeddings(model, data, bank, data_dir, seed))
+    return row
+
+
+def score_separator(model: Any, data: ImageData, dataset: str) -> dict[str, Any]:
+    from latentlab.experiments.separation import evaluate
+
+    test = fixed_test_mixtures(data.test_images)
+    real = evaluate(model, test, data.test_labels, data.class_names)
+    row: dict[str, Any] = {key: real[key] for key in (
+        "test_psnr", "test_ssim", "baseline_average_psnr", "test_mixtures",
+        "separation_seconds")}
+    row["gain_over_mixture"] = real["test_psnr"] - real["baseline_average_psnr"]
+    for key in ("test_psnr_if_tiles_could_swap", "test_psnr_by_class_pair"):
+        if key in real:
+            row[key] = real[key]
+    twin_images = read_twin_images(dataset, data.test_names)
+    if twin_images is not None:
+        twins = evaluate(model, MixturePairs(twin_images, test.pairs, test.seed))
+        gain = twins["test_psnr"] - twins["baseline_average_psnr"]
+        row["jpeg_twins"] = {"test_psnr": twins["test_psnr"], "test_ssim": twins["test_ssim"],
+                             "baseline_average_psnr": twins["baseline_average_psnr"],
+                             "gain_over_mixture": gain}
+        row["shortcut_ratio"] = shortcut_ratio(row["gain_over_mixture"], gain)
+    return row
+
+
+def shortcut_ratio(gain_real: float, gain_twins: float) -> float:
+    """Gain over the mixture on real pixels / gain on their JPEG twins (nan if the latter
+    is not positive: there is no gain to share out)."""
+    return gain_real / gain_twins if gain_twins > 0 else float("nan")
+
+
+def read_twin_images(dataset: str, names: list[str]) -> Tensor | None:
+    """(N, C, H, W) uint8: the JPEG twin of every named image, read from the folder or zip
+    beside the dataset that holds them; None without a twins file or such a folder."""
+    twins_path, path = twins_file(dataset), folder_path(dataset)
+    if twins_path is None or path is None or not names:
+        return None
+    twins = read_twins(twins_path)
+    wanted = []
+    for name in names:
+        end = next((e for e in name_ends(name) if e in twins), None)
+        if end is None:
+            raise UserError(f"{twins_path} names no twin for {name}; every test image needs one")
+        wanted.append(twins[end])
+    for candidate in sorted(path.parent.iterdir()):
+        if candidate == path or not (candidate.is_dir() or candidate.suffix == ".zip"):
+            continue
+        members, read = folder_entries(candidate)
+        by_end = {end: m for m in members if visible(m) for end in name_ends(m)}
+        if all(w in by_end for w in wanted):
+            arrays = [decode_image(read(by_end[w]), f"{candidate}: {w}") for w in wanted]
+            return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    raise UserError(f"{twins_path} names JPEG twins such as {wanted[0]}, but no folder or zip "
+                    f"beside {path} holds them all; put the archive of the twins beside it")
+
+
+def seen_in_training(config: dict[str, Any], dataset: str, data: ImageData,
+                     data_dir: str | None) -> int | None:
+    """How many of data's test images the model's run trained on, themselves or their twins;
+    None where that cannot be told (the run's datasets are not here, or not folders)."""
+    if not config or not data.test_names:
+        return None
+    try:
+        trained = training_data(from_dict(config))
+    except UserError:
+        return None
+    if not trained.train_names:
+        return None
+    # runs from before the validation split trained on every training image
+    listed = set(trained.train_names + (trained.val_names if "validation" not in config else []))
+    seen = matching(data.test_names, listed)
+    twins_path = twins_file(dataset)
+    if twins_path is not None:
+        twins = read_twins(twins_path)
+        for i, name in enumerate(data.test_names):
+            end = next((e for e in name_ends(name) if e in twins), None)
+            if end is not None and matching([twins[end]], listed)[0]:
+                seen[i] = True
+    return int(seen.sum())
+
+
+def score_embeddings(model: Any, data: ImageData, bank: str | None, data_dir: str | None,
+                     seed: int) -> dict[str, Any]:
+    """kNN and linear probe of the test split against a training bank; VAEs add bits/dim."""
+    bank_data = data if bank is None else load_dataset(bank, data_dir, seed=seed)
+    if bank_data.class_names != data.class_names:
+        raise UserError(f"--bank {bank} has classes {bank_data.class_names}, but the dataset "
+                        f"has {data.class_names}; they must match")
+    row = embedding_metrics(embed_all(model, bank_data.train_images), bank_data.train_labels,
+                            embed_all(model, data.test_images), data.test_labels, seed=seed)
+    row["bank"] = bank or "the dataset's training split"
+    if model.kind == "vae":
+        from latentlab.experiments.vae import elbo_metrics
+
+        row.update(elbo_metrics(model, data.test_images, seed))
+    return row
+
+
+def describe(row: dict[str, Any]) -> str:
+    """The scores of evaluate_saved in a few lines of plain words."""
+    lines = [f"{row['model']} from {row['model_path']} on the {row['test_images']:,} test "
+             f"images of {row['dataset']} (seed {row['seed']})"]
+    seen = row.get("seen_in_training")
+    lines.append("images seen in training, themselves or their twins: "
+                 + ("cannot tell (the run's datasets are not here)" if seen is None
+                    else f"{seen:,}" + ("" if seen == 0 else
+                                         " -- these scores flatter the model")))
+    if "test_psnr" in row:
+        lines.append(f"real pixels: PSNR {row['test_psnr']:.2f} dB, SSIM {row['test_ssim']:.3f} "
+                     f"over {row['test_mixtures']:,} mixtures; returning the mixture "
+                     f"{row['baseline_average_psnr']:.2f} dB (gain "
+                     f"{row['gain_over_mixture']:+.2f} dB)")
+        if "jpeg_twins" in row:
+            twins = row["jpeg_twins"]
+            lines.append(f"their JPEG twins: PSNR {twins['test_psnr']:.2f} dB, SSIM "
+                         f"{twins['test_ssim']:.3f}; returning the mixture "
+                         f"{twins['baseline_average_psnr']:.2f} dB (gain "
+                         f"{twins['gain_over_mixture']:+.2f} dB)")
+            lines.append(f"shortcut ratio (gain on real pixels / gain on JPEG twins): "
+                         f"{row['shortcut_ratio']:.2f}")
+    if "knn_accuracy" in row:
+        lines.append(f"kNN accuracy {row['knn_accuracy']:.3f}, linear probe "
+                     f"{row['linear_probe_accuracy']:.3f} (bank: {row['bank']})")
+    if "test_bits_per_dim" in row:
+        lines.append(f"bits/dim {row['test_bits_per_dim']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""`latentlab evaluate`: any saved model scored on any dataset's test split."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentlab.checkpoint import model_record, save_atomic
+from latentlab.cli import main
+from latentlab.config import Config
+from latentlab.data import load_dataset
+from latentlab.evaluate import evaluate_saved, shortcut_ratio
+from latentlab.models import MLPAutoencoder
+from latentlab.splits import read_twins, training_data
+
+from datafiles import write_official_and_twins
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def twin_folders(tmp_path_factory):
+    """The official zip with its twins file and the copy folder beside it, and a U-Net
+    trained on each (one epoch): the copy's training split holds every official image's twin."""
+    root = tmp_path_factory.mktemp("twins")
+    official, copy = write_official_and_twins(root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, spec in (("official", official), ("copy", copy)):
+            assert main(["train", "separator", "--dataset", spec, "--epochs", "1", "--width", "4",
+                         "--batch-size", "8", "--out", str(root / f"run-{name}")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root, official, copy
+
+
+def model_of(root, name):
+    return str(root / f"run-{name}" / "separation" / "unet" / "separator_model.pth")
+
+
+def test_evaluate_reproduces_the_score_a_run_recorded(twin_folders, tmp_path, capsys):
+    root, official, _ = twin_folders
+    recorded = json.loads((root / "run-official" / "separation" / "unet" / "metrics.json")
+                          .read_text())
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", model_of(root, "official"), "--dataset", official,
+                 "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    for key in ("test_psnr", "test_ssim", "baseline_average_psnr", "test_mixtures"):
+        assert row[key] == pytest.approx(recorded[key], abs=1e-5), key
+    assert row["seen_in_training"] == 0  # its own run held these images and their twins out
+    printed = capsys.readouterr().out
+    assert "real pixels: PSNR" in printed and "shortcut ratio" in printed
+
+
+def test_twins_with_the_same_pixels_give_a_shortcut_ratio_of_one(twin_folders):
+    root, official, _ = twin_folders
+    row = evaluate_saved(model_of(root, "official"), official)
+    # each twin holds its image's exact pixels, so the same pairs score the same
+    assert row["jpeg_twins"]["test_psnr"] == pytest.approx(row["test_psnr"], abs=1e-9)
+    assert row["shortcut_ratio"] == pytest.approx(1.0)
+
+
+def test_evaluate_counts_test_images_whose_twins_were_trained_on(twin_folders, capsys):
+    root, official, copy = twin_folders
+    row = evaluate_saved(model_of(root, "copy"), official)
+    # the copy's run trained on every twin but those of its own validation split
+    held_out = set(training_data(Config(dataset=copy)).val_names)
+    twins = read_twins(root / "official-jpeg-twins.txt")
+    test_names = load_dataset(official).test_names
+    unseen = sum(twins[str(Path(*Path(n).parts[1:]))] in held_out for n in test_names)
+    assert row["seen_in_training"] == len(test_names) - unseen > 0
+    main(["evaluate", model_of(root, "copy"), "--dataset", official])
+    assert "these scores flatter the model" in capsys.readouterr().out
+
+
+def test_shortcut_ratio_is_the_share_of_the_gain_left_on_real_pixels():
+    assert shortcut_ratio(0.8, 3.2) == pytest.approx(0.25)
+    assert shortcut_ratio(1.5, 1.5) == 1.0
+    assert shortcut_ratio(0.5, 0.0) != shortcut_ratio(0.5, 0.0)  # nan: no gain to share
+
+
+def test_evaluate_scores_an_embedding_model_against_a_bank(tmp_path, capsys):
+    model = MLPAutoencoder((1, 8, 8), latent_dim=4)
+    save_atomic(model_record(model, {"seed": 0}), tmp_path / "ae.pth")
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", str(tmp_path / "ae.pth"), "--dataset", "digits",
+                 "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert 0.1 < row["knn_accuracy"] <= 1 and 0.1 < row["linear_probe_accuracy"] <= 1
+    assert "kNN accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["missing.pth", "--dataset", "digits"], "does not exist"),
+    (["MODEL", "--dataset", "cifar10-in-a-typo"], "unknown dataset"),
+    (["MODEL", "--dataset", "digits", "--test-limit", "1"], "--test-limit must be 2 or more"),
+])
+def test_evaluate_errors_end_in_one_message(tmp_path, capsys, arguments, message):
+    save_atomic(model_record(MLPAutoencoder((1, 8, 8), latent_dim=4), {}), tmp_path / "m.pth")
+    arguments = [str(tmp_path / "m.pth") if a == "MODEL" else a for a in arguments]
+    assert main(["evaluate", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
