@@ -13,21 +13,22 @@ from PIL import Image
 
 import latentlab
 from latentlab.checkpoint import model_record, save_atomic
-from latentlab.cli import main, output_stems, read_image
+from latentlab.cli import main
 from latentlab.config import Config
-from latentlab.data import (
+from latentlab.errors import UserError
+from latentlab.experiments import separation, shared
+from latentlab.losses import permutation_invariant_mse
+from latentlab.mixtures import (
     MixturePairs,
     distinct_pairs,
     fixed_test_mixtures,
     random_partners,
     training_mixtures,
 )
-from latentlab.errors import UserError
-from latentlab.experiments import separation, shared
-from latentlab.losses import permutation_invariant_mse
 from latentlab.models import SEPARATORS, MLPAutoencoder
 from latentlab.plots import wrap_name
 from latentlab.report import describe_class_pairs
+from latentlab.separate import output_stems, read_image
 
 
 @pytest.fixture(autouse=True)

@@ -158,3 +158,22 @@ def supcon_loss(embeddings: Tensor, labels: Tensor | None = None,
                          "with repeated classes")
     positive_log_prob = log_prob.masked_fill(~positive, 0).sum(dim=1)  # (N,)
     return -(positive_log_prob[has_positive] / n_positive[has_positive]).mean()
+
+
+def separation_objective(first: Tensor, second: Tensor, x1: Tensor, x2: Tensor, kl: Tensor,
+                         kl_weight: float | None) -> dict[str, Tensor]:
+    """The permutation-invariant training loss of a separator's outputs (first, second), each
+    (B, C, H, W), for sources x1, x2, with the PIT MSE and mean PSNR (dB) beside it; kl is
+    (B,) for a variational separator.
+
+    Deterministic separators (kl_weight None) minimise the negative per-mixture PSNR (log
+    MSE; on digits it beat plain MSE by 0.2-0.4 dB of test PSNR, and even on test MSE). A
+    variational one minimises MSE + kl_weight * KL per pixel (the ELBO of a Gaussian decoder
+    with variance 1/2, divided by the pixel count)."""
+    mse = permutation_invariant_mse(first, second, x1, x2)
+    log_mse = permutation_invariant_log_mse(first, second, x1, x2)
+    if kl_weight is None:
+        loss = log_mse
+    else:
+        loss = mse + kl_weight * kl.mean() / x1[0].numel()
+    return {"loss": loss, "mse": mse.detach(), "psnr": -log_mse.detach()}

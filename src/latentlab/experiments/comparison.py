@@ -1,5 +1,5 @@
 """`latentlab run`: the autoencoder and the margin contrastive model trained on one dataset
-and compared side by side (the seed's assignment_4a.py)."""
+and compared side by side (the course assignment's main script)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Contrastive embeddings, three ways (the experiment's name picks one):
 
-- contrastive: the seed's method. Balanced pairs of images of the same class (positives) and
-  of different classes (negatives); the margin loss of Hadsell et al. 2006 on the
-  L2-normalised embeddings.
+- contrastive: the course assignment's method. Balanced pairs of images of the same class
+  (positives) and of different classes (negatives); the margin loss of Hadsell et al. 2006
+  on the L2-normalised embeddings.
 - supcon: supervised contrastive loss (Khosla et al. 2020) over two augmented views of a
   batch, on a projection head above the embedding.
 - simclr: NT-Xent over two augmented views (Chen et al. 2020); labels are never used.
