@@ -1,11 +1,13 @@
 r"""Benchmark: unmix two CIFAR-10 (JPEG copy) images from their average.
 
 Trains each separator for --minutes of wall-clock time (the learning-rate schedule is
-compressed to end there and the best-PSNR weights are kept), then prints model, protocol,
-parameters, wall time, test PSNR and SSIM on the fixed 10,000 test mixtures, the time to
-separate all of them, and PSNR against training time. Writes benchmarks/results/separation.json
-(and separation_curve.png). Anchors (dB): returning the mixture 15.6, small U-Net after 15 CPU
-minutes 17.4, BASIS ~19-20; target >= 21.0 with the full protocol.
+compressed to end there and the weights of the best validation epoch are kept), then
+prints model, protocol, parameters, wall time, test PSNR and SSIM on the fixed 10,000 test
+mixtures, the time to separate all of them, and validation PSNR against training time.
+Writes benchmarks/results/separation.json (and separation_curve.png). JPEG-copy figures
+only: a model trained on the JPEG copy learns the compression (benchmarks/real_pixels.py
+and `latentlab evaluate` score on real pixels). Anchors (dB): returning the mixture 15.6,
+BASIS ~19-20 on the official release.
 
     python benchmarks/separation.py --minutes 15                       # every model, both protocols
     python benchmarks/separation.py --minutes 180 --models resunet --protocols full
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,9 +44,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from latentlab.checkpoint import write_json_atomic  # noqa: E402
 from latentlab.config import Config  # noqa: E402
-from latentlab.data import ImageData, MixturePairs, fixed_test_mixtures  # noqa: E402
+from latentlab.data import ImageData  # noqa: E402
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
+from latentlab.mixtures import MixturePairs, fixed_test_mixtures  # noqa: E402
 from latentlab.models import SEPARATORS  # noqa: E402
 from latentlab.plots import plt, save_figure  # noqa: E402
 from latentlab.training import Interrupted, pick_device  # noqa: E402
@@ -97,7 +101,10 @@ def parse_args() -> argparse.Namespace:
                         help="decay of an average of the weights, evaluated and kept instead "
                              "of the last weights (e.g. 0.999; default 0: off)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs per model and protocol, seeds --seed .. --seed+N-1; the "
+                             "table adds mean ± standard deviation")
     parser.add_argument("--train-limit", type=int, default=None, help="for smoke checks only")
     parser.add_argument("--test-limit", type=int, default=None, help="for smoke checks only")
     parser.add_argument("--device", default="auto")
@@ -122,7 +129,7 @@ def suffix(args: argparse.Namespace, sep: str) -> str:
     return "".join(sep + part for part in parts)
 
 
-def config_for(args: argparse.Namespace, model: str, protocol: str) -> Config:
+def config_for(args: argparse.Namespace, model: str, protocol: str, seed: int) -> Config:
     # epochs is a ceiling: the time budget ends the run; warm-up is ~2% of it
     return Config(experiment="separator", model=model, protocol=protocol,
                     dataset=args.dataset, epochs=500, warmup_epochs=10.0,
@@ -130,10 +137,11 @@ def config_for(args: argparse.Namespace, model: str, protocol: str) -> Config:
                     class_weight=args.class_weight,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
                     ema=args.ema, augmentation=args.augmentation,
-                    seed=args.seed, device=args.device, time_budget=args.minutes,
+                    seed=seed, device=args.device, time_budget=args.minutes,
                     train_limit=args.train_limit, test_limit=args.test_limit,
                     init_from=args.init_from,
-                    out=str(Path(args.out) / f"separation_runs_{protocol}{suffix(args, '_')}"),
+                    out=str(Path(args.out) / f"separation_runs_{protocol}{suffix(args, '_')}"
+                            + (f"_seed{seed}" if args.seeds > 1 else "")),
                     ).validate()
 
 
@@ -200,10 +208,22 @@ def print_table(rows: list[dict]) -> None:
                   f"{earlier.get('train_seconds', 0):.0f} s before, "
                   f"{earlier.get('test_psnr', float('nan')):.2f} dB; "
                   f"{earlier.get('train_seconds', 0) + r['train_seconds']:.0f} s in all")
-    print("\nPSNR (dB) against training time (s) since the first epoch, after each epoch:")
+    print("\nValidation PSNR (dB) against training time (s) since the first epoch, after each "
+          "epoch:")
     for r in rows:
         curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in separation.curve_since_first_run(r))
         print(f"  {r['model']} ({r['protocol']}): {curve}")
+
+
+def print_spread(rows: list[dict]) -> None:
+    """Mean ± standard deviation of test PSNR over the seeds of each model and protocol."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["protocol"]), []).append(r["test_psnr"])
+    for (model, protocol), scores in groups.items():
+        if len(scores) > 1:
+            print(f"{model} ({protocol}), {len(scores)} seeds: test PSNR "
+                  f"{statistics.mean(scores):.2f} ± {statistics.stdev(scores):.2f} dB")
 
 
 def plot_curves(rows: list[dict], path: Path) -> None:
@@ -226,7 +246,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
         ax.text(0.99, value, name, transform=ax.get_yaxis_transform(), fontsize=7,
                 ha="right", va="bottom", color="grey")
     ax.set_xlabel("training time (minutes)")
-    ax.set_ylabel("test PSNR (dB)")
+    ax.set_ylabel("validation PSNR (dB)")
     ax.set_title(f"Unmixing two images, {DATASET_NAME}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -261,11 +281,12 @@ def main() -> int:
         return 0
     rows = []
     try:  # every run's options are checked before the first one trains
-        configs = [config_for(args, model, protocol)
-                   for protocol in protocols for model in models]
+        configs = [config_for(args, model, protocol, seed)
+                   for protocol in protocols for model in models
+                   for seed in range(args.seed, args.seed + args.seeds)]
         for config in configs:
-            print(f"\n=== {config.model}, {config.protocol} protocol, {args.minutes:g} min ===",
-                  flush=True)
+            print(f"\n=== {config.model}, {config.protocol} protocol, seed {config.seed}, "
+                  f"{args.minutes:g} min ===", flush=True)
             rows.append(run_one(config))
     except UserError as error:
         print(f"separation benchmark: error: {error}", file=sys.stderr)
@@ -274,6 +295,7 @@ def main() -> int:
         print(f"separation benchmark: {error}", file=sys.stderr)
         return 130
     print_table(rows)
+    print_spread(rows)
     out = Path(args.out)
     result = {
         "benchmark": "separation", "dataset": DATASET_NAME,
@@ -283,6 +305,7 @@ def main() -> int:
         "bottleneck_blocks": args.bottleneck_blocks, "class_weight": args.class_weight,
         "batch_size": args.batch_size, "augmentation": args.augmentation,
         "learning_rate": args.learning_rate, "ema": args.ema, "seed": args.seed,
+        "seeds": args.seeds,
         "train_limit": args.train_limit, "test_limit": args.test_limit,
         "anchors_db": ANCHORS, "runs": rows,
     }

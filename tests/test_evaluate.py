@@ -10,7 +10,8 @@ from latentlab.checkpoint import model_record, save_atomic
 from latentlab.cli import main
 from latentlab.config import Config
 from latentlab.data import load_dataset
-from latentlab.evaluate import evaluate_saved, shortcut_ratio
+from latentlab.evaluate import evaluate_saved
+from latentlab.evaluation import shortcut_ratio
 from latentlab.models import MLPAutoencoder
 from latentlab.splits import read_twins, training_data
 
@@ -54,8 +55,10 @@ def test_evaluate_reproduces_the_score_a_run_recorded(twin_folders, tmp_path, ca
     assert main(["evaluate", model_of(root, "official"), "--dataset", official,
                  "--out", str(out)]) == 0
     row = json.loads(out.read_text())
-    for key in ("test_psnr", "test_ssim", "baseline_average_psnr", "test_mixtures"):
+    for key in ("test_psnr", "test_ssim", "baseline_average_psnr", "test_mixtures",
+                "shortcut_ratio"):
         assert row[key] == pytest.approx(recorded[key], abs=1e-5), key
+    assert row["jpeg_twins"] == pytest.approx(recorded["jpeg_twins"], abs=1e-5)
     assert row["seen_in_training"] == 0  # its own run held these images and their twins out
     printed = capsys.readouterr().out
     assert "real pixels: PSNR" in printed and "shortcut ratio" in printed

@@ -52,7 +52,7 @@ class Config:
     validation: int | None = option(
         None, "training images held out, seeded, to choose on (best weights, the end of a time "
         "budget); the test split is scored once, at the end (default: 5,000 from 40,000 "
-        "training images on, else 10%)")
+        "training images on, else 10%%)")
     exclude: str | None = option(
         None, "text file of image names (paths inside a folder dataset, or their ends, any "
         "number per line) kept out of training and validation")

@@ -13,27 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor
-
 from latentlab.checkpoint import load
 from latentlab.config import from_dict
-from latentlab.data import (
-    ImageData,
-    MixturePairs,
-    decode_image,
-    fixed_test_mixtures,
-    folder_entries,
-    load_dataset,
-    visible,
-)
+from latentlab.data import ImageData, load_dataset
 from latentlab.errors import UserError
 from latentlab.evaluation import embed_all, embedding_metrics
+from latentlab.mixtures import fixed_test_mixtures
 from latentlab.splits import (
-    folder_path,
     matching,
     name_ends,
+    read_twin_images,
     read_twins,
     training_data,
     twins_file,
@@ -66,57 +55,14 @@ def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
 
 
 def score_separator(model: Any, data: ImageData, dataset: str) -> dict[str, Any]:
-    from latentlab.experiments.separation import evaluate
+    from latentlab.experiments.separation import evaluate, score_twins
 
     test = fixed_test_mixtures(data.test_images)
-    real = evaluate(model, test, data.test_labels, data.class_names)
-    row: dict[str, Any] = {key: real[key] for key in (
-        "test_psnr", "test_ssim", "baseline_average_psnr", "test_mixtures",
-        "separation_seconds")}
-    row["gain_over_mixture"] = real["test_psnr"] - real["baseline_average_psnr"]
-    for key in ("test_psnr_if_tiles_could_swap", "test_psnr_by_class_pair"):
-        if key in real:
-            row[key] = real[key]
+    row = evaluate(model, test, data.test_labels, data.class_names)
     twin_images = read_twin_images(dataset, data.test_names)
     if twin_images is not None:
-        twins = evaluate(model, MixturePairs(twin_images, test.pairs, test.seed))
-        gain = twins["test_psnr"] - twins["baseline_average_psnr"]
-        row["jpeg_twins"] = {"test_psnr": twins["test_psnr"], "test_ssim": twins["test_ssim"],
-                             "baseline_average_psnr": twins["baseline_average_psnr"],
-                             "gain_over_mixture": gain}
-        row["shortcut_ratio"] = shortcut_ratio(row["gain_over_mixture"], gain)
+        row.update(score_twins(model, test, twin_images, row))
     return row
-
-
-def shortcut_ratio(gain_real: float, gain_twins: float) -> float:
-    """Gain over the mixture on real pixels / gain on their JPEG twins (nan if the latter
-    is not positive: there is no gain to share out)."""
-    return gain_real / gain_twins if gain_twins > 0 else float("nan")
-
-
-def read_twin_images(dataset: str, names: list[str]) -> Tensor | None:
-    """(N, C, H, W) uint8: the JPEG twin of every named image, read from the folder or zip
-    beside the dataset that holds them; None without a twins file or such a folder."""
-    twins_path, path = twins_file(dataset), folder_path(dataset)
-    if twins_path is None or path is None or not names:
-        return None
-    twins = read_twins(twins_path)
-    wanted = []
-    for name in names:
-        end = next((e for e in name_ends(name) if e in twins), None)
-        if end is None:
-            raise UserError(f"{twins_path} names no twin for {name}; every test image needs one")
-        wanted.append(twins[end])
-    for candidate in sorted(path.parent.iterdir()):
-        if candidate == path or not (candidate.is_dir() or candidate.suffix == ".zip"):
-            continue
-        members, read = folder_entries(candidate)
-        by_end = {end: m for m in members if visible(m) for end in name_ends(m)}
-        if all(w in by_end for w in wanted):
-            arrays = [decode_image(read(by_end[w]), f"{candidate}: {w}") for w in wanted]
-            return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    raise UserError(f"{twins_path} names JPEG twins such as {wanted[0]}, but no folder or zip "
-                    f"beside {path} holds them all; put the archive of the twins beside it")
 
 
 def seen_in_training(config: dict[str, Any], dataset: str, data: ImageData,
@@ -174,7 +120,7 @@ def describe(row: dict[str, Any]) -> str:
         lines.append(f"real pixels: PSNR {row['test_psnr']:.2f} dB, SSIM {row['test_ssim']:.3f} "
                      f"over {row['test_mixtures']:,} mixtures; returning the mixture "
                      f"{row['baseline_average_psnr']:.2f} dB (gain "
-                     f"{row['gain_over_mixture']:+.2f} dB)")
+                     f"{row['test_psnr'] - row['baseline_average_psnr']:+.2f} dB)")
         if "jpeg_twins" in row:
             twins = row["jpeg_twins"]
             lines.append(f"their JPEG twins: PSNR {twins['test_psnr']:.2f} dB, SSIM "

@@ -258,3 +258,9 @@ def pair_metrics(positive: Tensor, negative: Tensor) -> dict[str, float]:
 
     return {"positive_pair_mean_distance": mean(positive),
             "negative_pair_mean_distance": mean(negative), "pair_auc": auc}
+
+
+def shortcut_ratio(gain_real: float, gain_twins: float) -> float:
+    """Gain over the mixture on real pixels / gain on their JPEG twins (nan if the latter
+    is not positive: there is no gain to share out)."""
+    return gain_real / gain_twins if gain_twins > 0 else float("nan")

@@ -16,10 +16,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import Tensor
 
 from latentlab.config import Config
-from latentlab.data import ImageData, load_dataset
+from latentlab.data import ImageData, decode_image, folder_entries, load_dataset, visible
 from latentlab.errors import UserError
 
 LARGE_TRAINING_SET = 40_000  # from this many training images on, ...
@@ -168,3 +170,28 @@ def add_extra_training(data: ImageData, config: Config, listed: set[str]) -> Ima
     return replace(data, train_images=torch.cat([data.train_images, kept.train_images]),
                    train_labels=torch.cat([data.train_labels, kept.train_labels]),
                    train_names=data.train_names + kept.train_names)
+
+
+def read_twin_images(dataset: str, names: list[str]) -> Tensor | None:
+    """(N, C, H, W) uint8: the JPEG twin of every named image, read from the folder or zip
+    beside the dataset that holds them; None without a twins file or such a folder."""
+    twins_path, path = twins_file(dataset), folder_path(dataset)
+    if twins_path is None or path is None or not names:
+        return None
+    twins = read_twins(twins_path)
+    wanted = []
+    for name in names:
+        end = next((e for e in name_ends(name) if e in twins), None)
+        if end is None:
+            raise UserError(f"{twins_path} names no twin for {name}; every test image needs one")
+        wanted.append(twins[end])
+    for candidate in sorted(path.parent.iterdir()):
+        if candidate == path or not (candidate.is_dir() or candidate.suffix == ".zip"):
+            continue
+        members, read = folder_entries(candidate)
+        by_end = {end: m for m in members if visible(m) for end in name_ends(m)}
+        if all(w in by_end for w in wanted):
+            arrays = [decode_image(read(by_end[w]), f"{candidate}: {w}") for w in wanted]
+            return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    raise UserError(f"{twins_path} names JPEG twins such as {wanted[0]}, but no folder or zip "
+                    f"beside {path} holds them all; put the archive of the twins beside it")

@@ -23,22 +23,21 @@ from latentlab.checkpoint import (
     write_json_atomic,
 )
 from latentlab.config import Config
-from latentlab.data import MixturePairs, fixed_test_mixtures, training_mixtures
 from latentlab.errors import UserError
 from latentlab.evaluation import (
     align_to_sources,
     class_pair_means,
     separation_scores,
+    shortcut_ratio,
     tile_swap_psnr,
 )
 from latentlab.experiments import shared
-from latentlab.losses import (
-    permutation_invariant_log_mse,
-    permutation_invariant_mse,
-)
+from latentlab.losses import separation_objective
+from latentlab.mixtures import MixturePairs, fixed_test_mixtures, training_mixtures
 from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator, UNetSeparator
 from latentlab.plots import plot_class_pair_psnr, plot_image_rows, plot_separation_comparison
 from latentlab.report import describe_class_pairs
+from latentlab.splits import read_twin_images
 from latentlab.training import fit, pick_device, steps_per_epoch
 from latentlab.transforms import AUGMENTATIONS, no_augment
 
@@ -120,24 +119,6 @@ def as_sources(sources: Tensor) -> tuple[Tensor, Tensor]:
     return pair[:, 0], pair[:, 1]
 
 
-def objective(first: Tensor, second: Tensor, x1: Tensor, x2: Tensor, kl: Tensor,
-              kl_weight: float | None) -> dict[str, Tensor]:
-    """The permutation-invariant training loss of outputs (first, second), with the PIT MSE
-    and mean PSNR (dB) beside it.
-
-    Deterministic separators (kl_weight None) minimise the negative per-mixture PSNR (log
-    MSE; on digits it beat plain MSE by 0.2-0.4 dB of test PSNR, and even on test MSE). A
-    variational one minimises MSE + kl_weight * KL per pixel (the ELBO of a Gaussian decoder
-    with variance 1/2, divided by the pixel count)."""
-    mse = permutation_invariant_mse(first, second, x1, x2)
-    log_mse = permutation_invariant_log_mse(first, second, x1, x2)
-    if kl_weight is None:
-        loss = log_mse
-    else:
-        loss = mse + kl_weight * kl.mean() / x1[0].numel()
-    return {"loss": loss, "mse": mse.detach(), "psnr": -log_mse.detach()}
-
-
 def make_train_step(config: Config, n_steps: int, variational: bool, augmentation: str,
                     train: MixturePairs) -> Any:
     """Training step on the raw outputs m +- d; the KL weight ramps up over
@@ -160,7 +141,7 @@ def make_train_step(config: Config, n_steps: int, variational: bool, augmentatio
         warmup = config.kl_warmup_epochs * n_steps
         weight = config.beta * min(1.0, steps_done[0] / warmup) if warmup else config.beta
         steps_done[0] += 1
-        logs = objective(m + d, m - d, x1, x2, kl, weight if variational else None)
+        logs = separation_objective(m + d, m - d, x1, x2, kl, weight if variational else None)
         logits = getattr(model, "logits", None)
         if config.class_weight and logits is not None:
             present = F.one_hot(train.classes(index), logits.shape[1]).amax(1).float()
@@ -179,7 +160,7 @@ def make_eval_step(config: Config, variational: bool) -> Any:
         x1, x2 = as_sources(sources)
         d, kl = model(m)
         first, second = model.project(m, d)
-        return objective(first, second, x1, x2, kl, config.beta if variational else None)
+        return separation_objective(first, second, x1, x2, kl, config.beta if variational else None)
 
     return step
 
@@ -303,6 +284,9 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     best.restore()
     metrics = {"model": config.model, "protocol": config.protocol,
                **evaluate(model, test, data.test_labels, data.class_names)}
+    twin_images = read_twin_images(config.dataset, data.test_names)
+    if twin_images is not None:  # real pixels beside their JPEG twins: the shortcut ratio
+        metrics.update(score_twins(model, test, twin_images, metrics))
     metrics.update({"best_epoch": best.epoch, "best_val_psnr": round(best.psnr, 3),
                     "psnr_vs_time": psnr_curve(result.history)})
     if config.ema:  # the same run read out with its last weights instead of their average
@@ -346,6 +330,18 @@ def evaluate(model: Separator, test: MixturePairs, labels: Tensor | None = None,
         metrics["test_psnr_by_class_pair"] = by_class_pair(
             per_mixture["psnr"], per_mixture_baseline["psnr"], test, labels, class_names)
     return metrics
+
+
+def score_twins(model: Separator, test: MixturePairs, twin_images: Tensor,
+                real: dict[str, Any]) -> dict[str, Any]:
+    """The same test pairs scored on the images' JPEG twins, and the shortcut ratio: the gain
+    over returning the mixture on real pixels (real, from evaluate) / the gain on the twins."""
+    twins = evaluate(model, MixturePairs(twin_images, test.pairs, test.seed))
+    gain = twins["test_psnr"] - twins["baseline_average_psnr"]
+    return {"jpeg_twins": {key: twins[key] for key in (
+                "test_psnr", "test_ssim", "baseline_average_psnr")} | {"gain_over_mixture": gain},
+            "shortcut_ratio": shortcut_ratio(
+                real["test_psnr"] - real["baseline_average_psnr"], gain)}
 
 
 def show_class_pairs(metrics: dict[str, Any], model_name: str, path: Path) -> bool:

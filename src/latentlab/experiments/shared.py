@@ -120,7 +120,8 @@ def finish(model: ImageModel, config: Config, data: ImageData, result: TrainResu
                 keys=loss_keys)
     metrics = {**metrics, "dataset": data.name, "epochs": len(result.history),
                "train_seconds": round(result.train_seconds, 2),
-               "images_per_second": round(sum(h["images_per_second"] for h in result.history)
+               "images_per_second": round(sum(h.get("images_per_second", 0.0)
+                                              for h in result.history)
                                           / max(1, len(result.history)), 1),
                "device": str(pick_device(config.device)), "num_parameters": num_parameters(model),
                "stopped_by_time_budget": result.stopped_early}
