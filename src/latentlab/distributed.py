@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from latentlab.devices import pick_device
 from latentlab.errors import UserError
 
 
@@ -41,8 +42,6 @@ def launched_by_torchrun() -> bool:
 
 def setup(device_name: str) -> torch.device:
     """Join the process group when started by torchrun (gloo on CPU, NCCL on CUDA)."""
-    from latentlab.training import pick_device
-
     device = pick_device(device_name)
     if not launched_by_torchrun():
         return device

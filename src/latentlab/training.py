@@ -22,6 +22,7 @@ from tqdm import tqdm
 from latentlab import distributed
 from latentlab.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_atomic
 from latentlab.config import Config
+from latentlab.devices import pick_device as pick_device  # re-exported for callers
 from latentlab.errors import UserError
 from latentlab.models import ImageModel
 
@@ -43,15 +44,6 @@ class Interrupted(Exception):
         super().__init__(f"interrupted; progress saved in {checkpoint}. "
                          "Run the same command with --resume to continue")
         self.checkpoint = checkpoint
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
-    return device
 
 
 @dataclass
