@@ -66,8 +66,8 @@ def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_writes_one(
         written.append(obj["epoch"])
         save_atomic(obj, path)
 
-    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", interval)
-    monkeypatch.setattr(training, "save_atomic", counting_save)
+    monkeypatch.setattr("latentlab.training.loop.CHECKPOINT_SECONDS", interval)
+    monkeypatch.setattr("latentlab.training.state.save_atomic", counting_save)
     train(tiny_config(tmp_path), tmp_path / "a.pth")  # 3 epochs of a fraction of a second
     assert len(written) == saves and written[-1] == 3
 

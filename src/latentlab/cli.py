@@ -387,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"latentlab: error: {error}", file=sys.stderr)
         return 2
+    except distributed.WorkerFinished:  # under torchrun, a process whose part is done
+        return 0
     except Interrupted as stop:
         print(f"latentlab: {stop}", file=sys.stderr)
         return 130

@@ -32,6 +32,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+class WorkerFinished(Exception):
+    """Raised in every process but the first once the distributed training is over: what
+    follows (evaluation, files, reports) is the first process's work. The CLI ends such a
+    process with exit code 0."""
+
+
 # Set once the distributed part of a run is over: what follows runs in the first process alone.
 _finished = False
 
