@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from latentlab import distributed
 from latentlab.config import Config
+from latentlab.devices import use_bf16
 from latentlab.models import ImageModel
 from latentlab.training.schedule import (
     batches,
@@ -124,6 +125,7 @@ def start(model: ImageModel, config: Config, train: tuple[Tensor, Tensor],
     device = distributed.setup(config.device)
     distributed.check_batch_size(config.batch_size)
     model.to(device).to(memory_format=torch.channels_last)
+    model.precision = config.precision  # models that autocast on their own follow it
     if device.type == "cuda":  # keep the whole dataset on the GPU: no host copies per batch
         train = (train[0].to(device), train[1].to(device))
         val = (val[0].to(device), val[1].to(device))
@@ -132,10 +134,7 @@ def start(model: ImageModel, config: Config, train: tuple[Tensor, Tensor],
     if config.compile == "on":
         runner = torch.compile(runner)
     return Run(config, device, distributed.is_main(), TrainState.create(model, config), runner,
-               config.precision == "bf16" or (config.precision == "auto"
-                                              and device.type == "cuda"
-                                              and torch.cuda.is_bf16_supported()),
-               *train, *val, checkpoint_path,
+               use_bf16(config.precision, device), *train, *val, checkpoint_path,
                steps_per_epoch(len(train[1]), config.batch_size), budget_seconds(config))
 
 
