@@ -36,6 +36,8 @@ def empty_partial() -> dict[str, Any]:
 
 @dataclass
 class TrainState:
+    """A run's progress: what changes as it trains, and all that resume must restore."""
+
     model: ImageModel
     optimizer: torch.optim.Optimizer
     ema: AveragedModel | None  # the moving average of the weights (--ema), or None
