@@ -14,8 +14,10 @@ import latentlab
 from latentlab.distributed import gather_with_gradient
 from latentlab.losses import supcon_loss
 
+# fp32: bfloat16 rounding (--precision auto on CPUs with native bf16) depends on how the
+# batch is split between processes, so only fp32 runs agree to the tolerance below
 COMMON = ["--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--encoder", "mlp",
-          "--tsne-points", "50", "--seed", "3"]
+          "--tsne-points", "50", "--seed", "3", "--precision", "fp32"]
 CASES = {"autoencoder": ["train", "autoencoder", *COMMON]}
 
 

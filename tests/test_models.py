@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from latentlab.models import MODELS
+from latentlab.models import AUTOENCODERS, CONTRASTIVE_MODELS, SEPARATORS, VAES
+from latentlab.models.base import MODELS, family
+from latentlab.models.separators import Separator
 
 
 def outputs(result: object) -> list[torch.Tensor]:
@@ -31,3 +33,12 @@ def test_model_forward_has_no_nan_and_every_parameter_gets_a_gradient(
     if hasattr(model, "embed"):  # every model but the separators
         embedding = model.eval().embed(torch.rand(3, *image_shape))
         assert embedding.ndim == 2 and len(embedding) == 3
+
+
+def test_every_registered_model_is_in_one_family_under_its_command_line_name() -> None:
+    families = [AUTOENCODERS, VAES, CONTRASTIVE_MODELS, SEPARATORS]
+    for name, cls in MODELS.items():
+        assert sum(f.get(cls.cli_name) is cls for f in families) == 1, name
+    assert sum(map(len, families)) == len(MODELS)
+    assert list(SEPARATORS) == ["two-decoder-ae", "two-decoder-vae", "unet", "resunet"]
+    assert family(Separator) == SEPARATORS

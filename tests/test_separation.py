@@ -351,7 +351,7 @@ def test_a_trained_unet_grows_wider_without_changing_its_output(tmp_path):
     separation.warm_start(wider, tmp_path / "earlier.pth")
     assert shared.num_parameters(wider) > 2 * shared.num_parameters(earlier)
     for model in (earlier, wider):
-        model.mixed_precision = False  # compare in float32: bf16 rounding differs by width
+        model.precision = "fp32"  # compare in float32: bf16 rounding differs by width
     for training in (False, True):  # running statistics, then the batch's own
         earlier.train(training), wider.train(training)
         with torch.no_grad():

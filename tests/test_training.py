@@ -13,6 +13,7 @@ from latentlab.errors import UserError
 from latentlab.experiments.autoencoder import build, reconstruction_step
 from latentlab.models import ConvAutoencoder
 from latentlab.training import Interrupted, fit, learning_rate
+from latentlab.training.schedule import progress
 
 
 def tiny_config(tmp_path: Path, **overrides: object) -> Config:
@@ -66,8 +67,8 @@ def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_writes_one(
         written.append(obj["epoch"])
         save_atomic(obj, path)
 
-    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", interval)
-    monkeypatch.setattr(training, "save_atomic", counting_save)
+    monkeypatch.setattr("latentlab.training.loop.CHECKPOINT_SECONDS", interval)
+    monkeypatch.setattr("latentlab.training.state.save_atomic", counting_save)
     train(tiny_config(tmp_path), tmp_path / "a.pth")  # 3 epochs of a fraction of a second
     assert len(written) == saves and written[-1] == 3
 
@@ -112,6 +113,13 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
     assert learning_rate(config, 0.1) == pytest.approx(1.0, abs=0.02)
     assert learning_rate(config, 0.55) == pytest.approx(0.5, abs=0.01)
     assert learning_rate(config, 1.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_progress_follows_the_steps_or_a_time_budget_that_runs_out_sooner() -> None:
+    assert progress(1, 2, 4, 3) == 0.5  # step 6 of 12
+    assert progress(1, 2, 4, 3, elapsed=30.0, budget=60.0) == 0.5
+    assert progress(1, 2, 4, 3, elapsed=45.0, budget=60.0) == 0.75
+    assert progress(0, 0, 4, 3, elapsed=100.0) == 0.0  # no budget: time plays no part
 
 
 def test_ema_keeps_and_scores_the_moving_average_of_the_weights(tmp_path: Path) -> None:

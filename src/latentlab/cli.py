@@ -14,6 +14,9 @@ from latentlab.config import Config, coerce, dashed, fields_for, from_toml
 from latentlab.errors import UserError
 from latentlab.training import Interrupted
 
+# what add_subparsers returns: each add_*_command adds its command to it
+Commands = argparse._SubParsersAction
+
 DESCRIPTION = """Learn image representations from scratch and see what they learned.
 
 examples:
@@ -50,25 +53,52 @@ def add_config_options(parser: argparse.ArgumentParser, experiment: str) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from latentlab.experiments import EXPERIMENTS
-
     parser = argparse.ArgumentParser(prog="latentlab", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     datasets = commands.add_parser("datasets", help="list datasets and where they were found")
     datasets.add_argument("--data-dir", help="directory searched first")
+    add_train_command(commands)
+    report = commands.add_parser("report", help="write RESULTS_DIR/report.html: metrics, "
+                                 "figures and an embedding explorer in one offline page")
+    report.add_argument("results_dir", metavar="RESULTS_DIR",
+                        help="the --out folder of one or more training runs")
+    add_embed_command(commands)
+    add_vae_study_command(commands)
+    add_separate_command(commands)
+    add_evaluate_command(commands)
+    add_run_command(commands)
+    return parser
+
+
+def add_train_command(commands: Commands) -> None:
+    """train MODEL: every Config field the experiment uses is an option."""
+    from latentlab.experiments import EXPERIMENTS
 
     train = commands.add_parser("train", help="train one model and write its results")
     experiments = train.add_subparsers(dest="experiment", metavar="MODEL", required=True)
     for name in EXPERIMENTS:
         add_config_options(experiments.add_parser(name, help=f"train the {name} model"), name)
 
-    report = commands.add_parser("report", help="write RESULTS_DIR/report.html: metrics, "
-                                 "figures and an embedding explorer in one offline page")
-    report.add_argument("results_dir", metavar="RESULTS_DIR",
-                        help="the --out folder of one or more training runs")
 
+def add_vae_study_command(commands: Commands) -> None:
+    study = commands.add_parser("vae-study", help="train the VAE with several KL weights "
+                                "(beta) and compare them in one figure")
+    add_config_options(study, "vae")
+    study.add_argument("--betas", default="0.1,0.5,1,4",
+                       help="comma-separated KL weights to train (default: 0.1,0.5,1,4)")
+
+
+def add_run_command(commands: Commands) -> None:
+    run = commands.add_parser("run", help="train the autoencoder and the contrastive model on "
+                              "one dataset and compare their embeddings")
+    add_config_options(run, "contrastive")
+    run.add_argument("--quick", action="store_true",
+                     help="a quick look: 3 epochs (unless --epochs is given)")
+
+
+def add_embed_command(commands: Commands) -> None:
     embed = commands.add_parser("embed", help="embed images with a trained model; write .npy "
                                 "files and TensorBoard Embedding Projector TSVs")
     embed.add_argument("checkpoint", metavar="CHECKPOINT", help="a <name>_model.pth file")
@@ -81,11 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--limit", type=int, metavar="N", help="embed only the first N images")
     embed.add_argument("--data-dir", help="directory searched first for dataset files")
     embed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    study = commands.add_parser("vae-study", help="train the VAE with several KL weights "
-                                "(beta) and compare them in one figure")
-    add_config_options(study, "vae")
-    study.add_argument("--betas", default="0.1,0.5,1,4",
-                       help="comma-separated KL weights to train (default: 0.1,0.5,1,4)")
+
+
+def add_separate_command(commands: Commands) -> None:
     separate = commands.add_parser(
         "separate", help="split a blend of two images with a trained separator",
         description="Separate blended images into two images each with a separator_model.pth, "
@@ -98,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="mix these two images and separate the mixture")
     separate.add_argument("--out", default="separated",
                           help="folder for the PNG results (default: separated)")
+
+
+def add_evaluate_command(commands: Commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="score a saved model on the test split of any dataset",
         description="Score a saved model on a dataset's test split: a separator by PSNR, SSIM "
@@ -116,12 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="directory searched first for dataset files")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     evaluate.add_argument("--out", metavar="FILE.json", help="also write the scores here")
-    run = commands.add_parser("run", help="train the autoencoder and the contrastive model on "
-                              "one dataset and compare their embeddings")
-    add_config_options(run, "contrastive")
-    run.add_argument("--quick", action="store_true",
-                     help="a quick look: 3 epochs (unless --epochs is given)")
-    return parser
 
 
 def resolve_config(args: argparse.Namespace, experiment: str) -> Config:
@@ -249,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"latentlab: error: {error}", file=sys.stderr)
         return 2
+    except distributed.WorkerFinished:  # under torchrun, a process whose part is done
+        return 0
     except Interrupted as stop:
         print(f"latentlab: {stop}", file=sys.stderr)
         return 130

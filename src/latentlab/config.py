@@ -42,7 +42,8 @@ class Config:
     warmup_epochs: float = option(0.5, "linear learning-rate warm-up before cosine decay")
     seed: int = option(0, "seed for weights, data order and augmentation")
     device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
-    precision: str = option("auto", "auto (bf16 autocast on GPUs that support it, else fp32), "
+    precision: str = option("auto", "auto (bf16 autocast where the hardware runs bf16 "
+                            "natively: recent GPUs, CPUs with AVX-512 BF16 or AMX; else fp32), "
                             "fp32 or bf16", choices=("auto", "fp32", "bf16"))
     compile: str = option("off", "torch.compile the training step (pays off on GPUs for long "
                           "runs)", choices=("on", "off"))

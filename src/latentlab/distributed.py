@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from latentlab.devices import pick_device
 from latentlab.errors import UserError
 
 
@@ -31,6 +32,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+class WorkerFinished(Exception):
+    """Raised in every process but the first once the distributed training is over: what
+    follows (evaluation, files, reports) is the first process's work. The CLI ends such a
+    process with exit code 0."""
+
+
 # Set once the distributed part of a run is over: what follows runs in the first process alone.
 _finished = False
 
@@ -41,8 +48,6 @@ def launched_by_torchrun() -> bool:
 
 def setup(device_name: str) -> torch.device:
     """Join the process group when started by torchrun (gloo on CPU, NCCL on CUDA)."""
-    from latentlab.training import pick_device
-
     device = pick_device(device_name)
     if not launched_by_torchrun():
         return device

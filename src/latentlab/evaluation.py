@@ -75,7 +75,7 @@ def one_per_class(labels: Tensor, n: int) -> Tensor:
 
 
 def embedding_metrics(train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor,
-                      distance_sample: int = 2000, seed: int = 0) -> dict[str, float]:
+                      distance_sample: int = 2000, seed: int = 0) -> dict[str, Any]:
     """The shared embedding report: kNN, linear probe, silhouette, class distances."""
     pick = subsample(len(test), distance_sample, seed)
     within, between = class_distances(test[pick], test_labels[pick])

@@ -136,31 +136,82 @@ def class_colours_hex(n: int) -> list[str]:
     return [to_hex(c) for c in class_colours(n)]
 
 
+def read_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """test_embeddings.npz -> (embeddings, labels, t-SNE points, the test indices they show);
+    no points when the run saved no map."""
+    with np.load(path) as saved:
+        # a diverged model's NaNs must not break the page's JSON
+        embeddings = np.nan_to_num(saved["embeddings"].astype(np.float64), nan=0.0,
+                                   posinf=0.0, neginf=0.0)
+        labels = saved["labels"].astype(np.int64)
+        if "tsne" in saved and "tsne_index" in saved:
+            points = np.nan_to_num(saved["tsne"].astype(np.float64))
+            index = saved["tsne_index"].astype(np.int64)
+        else:
+            points, index = np.zeros((0, 2)), np.zeros(0, np.int64)
+    return embeddings, labels, points, index
+
+
+# a run's tiles: (sprite sheet number, test index -> tile number on it)
+Tiles = tuple[int, dict[int, int]]
+
+
+def build_galleries(wanted: dict[tuple[Any, ...], set[int]],
+                    loaded: dict[tuple[Any, ...], TestImages | None],
+                    ) -> tuple[list[dict[str, Any]], dict[tuple[Any, ...], Tiles]]:
+    """One sprite sheet per test set of the test images some map shows; returns the sheets
+    and, per dataset key, (sheet number, test index -> tile number)."""
+    galleries: list[dict[str, Any]] = []
+    tiles: dict[tuple[Any, ...], Tiles] = {}
+    for key, needed in wanted.items():
+        order = sorted(needed)
+        test = loaded[key]
+        assert test is not None
+        galleries.append(sprite_sheet(test.images[torch.tensor(order)]))
+        tiles[key] = (len(galleries) - 1, {i: t for t, i in enumerate(order)})
+    return galleries, tiles
+
+
+def model_entry(name: str, config: dict[str, Any], embeddings: np.ndarray, labels: np.ndarray,
+                points: np.ndarray, index: np.ndarray, class_names: list[str] | None,
+                tiles: Tiles | None, k: int) -> dict[str, Any]:
+    """What the explorer draws for one run: its map, labels, neighbours and image tiles."""
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    names = class_names or [str(i) for i in range(n_classes)]
+    # neighbours among the mapped points, measured in the full embedding space
+    neighbour_index, neighbour_distance = nearest_neighbours(embeddings[index], k)
+    x, y = quantise(points)
+    model: dict[str, Any] = {
+        "name": name, "dataset": str(config.get("dataset", "")),
+        "testSet": json.dumps(dataset_key(config)),  # equal: same test images
+        "dim": int(embeddings.shape[1]), "testCount": int(len(labels)),
+        "classNames": names, "colours": class_colours_hex(len(names)),
+        "x": x, "y": y, "label": labels[index].tolist(), "testIndex": index.tolist(),
+        "k": int(neighbour_index.shape[1]),
+        "neighbours": neighbour_index.reshape(-1).tolist(),
+        "distances": [float(f"{d:.4g}") for d in neighbour_distance.reshape(-1)],
+        "gallery": None, "tile": None,
+    }
+    if tiles is not None:
+        gallery, tile_of = tiles
+        model["gallery"] = gallery
+        model["tile"] = [tile_of[i] for i in index.tolist()]
+    return model
+
+
 def explorer_data(runs: list[tuple[str, Path, dict[str, Any]]], k: int = NEIGHBOURS
                   ) -> dict[str, Any] | None:
     """Everything the explorer draws, for every run with test_embeddings.npz.
 
     runs: (name, run folder, resolved config). Returns None when no run has embeddings."""
-    models: list[dict[str, Any]] = []
-    galleries: list[dict[str, Any]] = []
-    # dataset key -> (test images or None, sorted test indices needed, gallery number)
-    wanted: dict[tuple[Any, ...], set[int]] = {}
-    loaded: dict[tuple[Any, ...], TestImages | None] = {}
+    loaded: dict[tuple[Any, ...], TestImages | None] = {}  # dataset key -> its test images
+    wanted: dict[tuple[Any, ...], set[int]] = {}  # dataset key -> test indices some map shows
     pending = []
     for name, folder, config in runs:
         path = folder / "test_embeddings.npz"
         if not path.is_file():
             continue
-        with np.load(path) as saved:
-            # a diverged model's NaNs must not break the page's JSON
-            embeddings = np.nan_to_num(saved["embeddings"].astype(np.float64), nan=0.0,
-                                       posinf=0.0, neginf=0.0)
-            labels = saved["labels"].astype(np.int64)
-            if "tsne" in saved and "tsne_index" in saved:
-                points = np.nan_to_num(saved["tsne"].astype(np.float64))
-                index = saved["tsne_index"].astype(np.int64)
-            else:
-                points, index = np.zeros((0, 2)), np.zeros(0, np.int64)
+        embeddings, labels, points, index = read_embeddings(path)
         if len(index) == 0:
             continue
         key = dataset_key(config)
@@ -175,33 +226,9 @@ def explorer_data(runs: list[tuple[str, Path, dict[str, Any]]], k: int = NEIGHBO
                         else None, test.class_names if matches and test else None))
     if not pending:
         return None
-    tiles: dict[tuple[Any, ...], tuple[int, dict[int, int]]] = {}
-    for key, needed in wanted.items():
-        order = sorted(needed)
-        test = loaded[key]
-        assert test is not None
-        galleries.append(sprite_sheet(test.images[torch.tensor(order)]))
-        tiles[key] = (len(galleries) - 1, {i: t for t, i in enumerate(order)})
-    for name, config, embeddings, labels, points, index, test_set, class_names in pending:
-        n_classes = int(labels.max()) + 1 if len(labels) else 0
-        names = class_names or [str(i) for i in range(n_classes)]
-        # neighbours among the mapped points, measured in the full embedding space
-        neighbour_index, neighbour_distance = nearest_neighbours(embeddings[index], k)
-        x, y = quantise(points)
-        model: dict[str, Any] = {
-            "name": name, "dataset": str(config.get("dataset", "")),
-            "testSet": json.dumps(dataset_key(config)),  # equal: same test images
-            "dim": int(embeddings.shape[1]), "testCount": int(len(labels)),
-            "classNames": names, "colours": class_colours_hex(len(names)),
-            "x": x, "y": y, "label": labels[index].tolist(), "testIndex": index.tolist(),
-            "k": int(neighbour_index.shape[1]),
-            "neighbours": neighbour_index.reshape(-1).tolist(),
-            "distances": [float(f"{d:.4g}") for d in neighbour_distance.reshape(-1)],
-            "gallery": None, "tile": None,
-        }
-        if test_set is not None:
-            gallery, tile_of = tiles[test_set]
-            model["gallery"] = gallery
-            model["tile"] = [tile_of[i] for i in index.tolist()]
-        models.append(model)
+    galleries, tiles = build_galleries(wanted, loaded)
+    models = [model_entry(name, config, embeddings, labels, points, index, class_names,
+                          tiles[test_set] if test_set is not None else None, k)
+              for name, config, embeddings, labels, points, index, test_set, class_names
+              in pending]
     return {"models": models, "galleries": galleries}

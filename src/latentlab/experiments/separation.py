@@ -38,7 +38,7 @@ from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator, UNet
 from latentlab.plots import plot_class_pair_psnr, plot_image_rows, plot_separation_comparison
 from latentlab.report import describe_class_pairs
 from latentlab.splits import read_twin_images
-from latentlab.training import fit, pick_device, steps_per_epoch
+from latentlab.training import pick_device, steps_per_epoch
 from latentlab.transforms import AUGMENTATIONS, no_augment
 
 EXAMPLES = 10  # test mixtures shown in separation_examples.png
@@ -275,12 +275,13 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     best = BestWeights(model, config, run_dir / "best_separator.pth", resume)
     # the views index like tensors: the loop reads mixtures as images and, as labels, the
     # indices of the training pairs and the sources of the validation pairs
-    result = fit(model, config, cast(Tensor, train.mixture_view()), torch.arange(len(train)),
-                 cast(Tensor, val.mixture_view()), cast(Tensor, val.source_view()),
-                 make_train_step(config, steps_per_epoch(len(train), config.batch_size),
-                                 variational, augmentation, train),
-                 make_eval_step(config, variational), run_dir / "checkpoint.pth", resume=resume,
-                 on_epoch_start=train.resample, on_epoch_end=best.update)
+    result = shared.fit(model, config, cast(Tensor, train.mixture_view()),
+                        torch.arange(len(train)),
+                        cast(Tensor, val.mixture_view()), cast(Tensor, val.source_view()),
+                        make_train_step(config, steps_per_epoch(len(train), config.batch_size),
+                                        variational, augmentation, train),
+                        make_eval_step(config, variational), run_dir / "checkpoint.pth",
+                        resume=resume, on_epoch_start=train.resample, on_epoch_end=best.update)
     best.restore()
     metrics = {"model": config.model, "protocol": config.protocol,
                **evaluate(model, test, data.test_labels, data.class_names)}

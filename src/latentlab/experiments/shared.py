@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 import latentlab
-from latentlab import distributed, tensorboard_curves
+from latentlab import distributed, tensorboard_curves, training
 from latentlab.checkpoint import model_record, save_atomic, save_npz_atomic, write_json_atomic
 from latentlab.config import Config
 from latentlab.data import ImageData
@@ -19,7 +21,7 @@ from latentlab.evaluation import embed_all, embedding_metrics, subsample, tsne_2
 from latentlab.models import ImageModel
 from latentlab.plots import plot_embedding_map, plot_losses
 from latentlab.splits import training_data
-from latentlab.training import EvalStep, TrainResult, TrainStep, fit, pick_device
+from latentlab.training import EvalStep, TrainResult, TrainStep, pick_device
 
 
 def code_version() -> str:
@@ -81,6 +83,22 @@ def train(model: ImageModel, config: Config, data: ImageData, train_step: TrainS
     return fit(model, config, data.train_images, data.train_labels, data.val_images,
                data.val_labels, train_step, eval_step, run_dir / "checkpoint.pth",
                resume=resume)
+
+
+def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: Tensor,
+        val_images: Tensor, val_labels: Tensor, train_step: TrainStep, eval_step: EvalStep,
+        checkpoint_path: Path, resume: bool = False,
+        on_epoch_start: Callable[[int], None] | None = None,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    """training.fit for an experiment's main training. Under torchrun every process trains,
+    then the others leave (distributed.WorkerFinished): evaluation and every file that
+    follows are the first process's work."""
+    result = training.fit(model, config, train_images, train_labels, val_images, val_labels,
+                          train_step, eval_step, checkpoint_path, resume=resume,
+                          on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end)
+    if not distributed.is_main():
+        raise distributed.WorkerFinished
+    return result
 
 
 def num_parameters(model: torch.nn.Module) -> int:

@@ -1,0 +1,99 @@
+"""Contrastive encoders: a backbone to an L2-normalised embedding, and an optional projection
+head above it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latentlab.models.base import CONV_SIZE, ImageModel, family, register
+from latentlab.models.blocks import ConvEncoder, MLPEncoder, ResNetEncoder
+
+
+class ContrastiveModel(ImageModel):
+    """An encoder trained by a contrastive loss.
+
+    `embed()` (and `forward()`, which keeps gradients) returns L2-normalised (B, latent_dim)
+    embeddings: the margin loss works on them directly. SupCon and SimCLR put a projection
+    head on top (`project()`), as Chen et al. 2020 do, and evaluate the embedding below it,
+    which transfers better; the head is never part of `embed()`."""
+
+    kind = "contrastive"
+    backbone: nn.Module
+    head: nn.Module | None
+
+    def build_head(self, latent_dim: int, projection_dim: int) -> None:
+        """projection_dim 0: no head (the loss sees the embedding itself)."""
+        self.head = None
+        if projection_dim:
+            self.head = nn.Sequential(nn.Linear(latent_dim, 2 * latent_dim),
+                                      nn.BatchNorm1d(2 * latent_dim), nn.ReLU(inplace=True),
+                                      nn.Linear(2 * latent_dim, projection_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) prepared images -> (B, latent_dim) unit-length embeddings."""
+        return F.normalize(self.backbone(x), dim=1)
+
+    def project(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) prepared images -> (B, projection_dim) unit-length projections
+        (the embeddings themselves when the model has no head)."""
+        features = self.backbone(x)
+        if self.head is None:
+            return F.normalize(features, dim=1)
+        return F.normalize(self.head(features), dim=1)
+
+    @torch.no_grad()
+    def embed(self, images: Any) -> Tensor:
+        """Images -> (N, latent_dim) L2-normalised embeddings."""
+        return self(self.prepare(images, self.input_size()))
+
+
+@register("mlp")
+class MLPContrastive(ContrastiveModel):
+    """The seed's network: pixels -> 256 -> dropout -> 128 -> dropout -> latent_dim."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 projection_dim: int = 0, dropout: float = 0.1) -> None:
+        super().__init__(image_shape, latent_dim=latent_dim, projection_dim=projection_dim,
+                         dropout=dropout)
+        self.backbone = MLPEncoder(int(np.prod(self.image_shape)), latent_dim, dropout)
+        self.build_head(latent_dim, projection_dim)
+
+
+@register("conv")
+class ConvContrastive(ContrastiveModel):
+    """The autoencoder's convolutional encoder at 32x32 (the default for colour images)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 projection_dim: int = 0, width: int = 32) -> None:
+        super().__init__(image_shape, latent_dim=latent_dim, projection_dim=projection_dim,
+                         width=width)
+        self.backbone = ConvEncoder(self.image_shape[0], latent_dim, width)
+        self.build_head(latent_dim, projection_dim)
+
+    def input_size(self) -> tuple[int, int]:
+        return CONV_SIZE, CONV_SIZE
+
+
+@register("resnet")
+class ResNetContrastive(ContrastiveModel):
+    """ResNetEncoder features -> linear -> latent_dim: the encoder for the CIFAR benchmark."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 projection_dim: int = 0, width: int = 16) -> None:
+        super().__init__(image_shape, latent_dim=latent_dim, projection_dim=projection_dim,
+                         width=width)
+        features = ResNetEncoder(self.image_shape[0], width)
+        self.backbone = nn.Sequential(features, nn.Linear(features.out_features, latent_dim))
+        self.build_head(latent_dim, projection_dim)
+
+    def input_size(self) -> tuple[int, int]:
+        return CONV_SIZE, CONV_SIZE
+
+
+
+CONTRASTIVE_MODELS = family(ContrastiveModel)

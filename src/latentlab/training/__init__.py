@@ -1,0 +1,30 @@
+"""Training, in three parts: schedule.py (learning rate, batches, time budget), state.py
+(what a checkpoint holds and resume restores) and loop.py (fit and its steps). The names
+callers use are importable from here."""
+
+from latentlab.devices import pick_device
+from latentlab.training.loop import (
+    CHECKPOINT_SECONDS,
+    EvalStep,
+    Interrupted,
+    StopFlag,
+    TrainStep,
+    averaged_weights,
+    evaluate,
+    fit,
+    totals_over_processes,
+)
+from latentlab.training.schedule import batches, learning_rate, steps_per_epoch
+from latentlab.training.state import (
+    RESUMABLE_CHANGES,
+    TrainResult,
+    TrainState,
+    check_compatible,
+)
+
+__all__ = [
+    "CHECKPOINT_SECONDS", "RESUMABLE_CHANGES", "EvalStep", "Interrupted", "StopFlag",
+    "TrainResult", "TrainState", "TrainStep", "averaged_weights", "batches",
+    "check_compatible", "evaluate", "fit", "learning_rate", "pick_device", "steps_per_epoch",
+    "totals_over_processes",
+]
