@@ -140,8 +140,8 @@ def config_for(args: argparse.Namespace, model: str, protocol: str, seed: int) -
                     seed=seed, device=args.device, time_budget=args.minutes,
                     train_limit=args.train_limit, test_limit=args.test_limit,
                     init_from=args.init_from,
-                    out=str(Path(args.out) / f"separation_runs_{protocol}{suffix(args, '_')}"
-                            + (f"_seed{seed}" if args.seeds > 1 else "")),
+                    out=str(Path(args.out) / (f"separation_runs_{protocol}{suffix(args, '_')}"
+                                              + (f"_seed{seed}" if args.seeds > 1 else ""))),
                     ).validate()
 
 

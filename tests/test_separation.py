@@ -505,6 +505,28 @@ def test_benchmark_reports_a_stopped_run_in_one_line(tmp_path, monkeypatch, caps
     assert not (tmp_path / "separation.json").exists()
 
 
+def test_benchmark_runs_every_seed_and_reports_mean_and_spread(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def finished(config):  # a run's metrics, its PSNR set by its seed
+        seen.append((config.seed, config.out))
+        return {"model": config.model, "protocol": config.protocol, "num_parameters": 10,
+                "train_seconds": 1.0, "epochs": 1, "test_psnr": 17.0 + config.seed,
+                "test_ssim": 0.5, "separation_seconds": 0.1, "test_mixtures": 10,
+                "baseline_average_psnr": 15.0, "baseline_average_ssim": 0.4,
+                "psnr_vs_time": [[1.0, 17.0]], "device": "cpu"}
+
+    monkeypatch.setattr(separation, "run", finished)
+    code = run_benchmark("--models", "unet", "--protocols", "full", "--dataset", "digits",
+                         "--seed", 1, "--seeds", 3, "--out", tmp_path, monkeypatch=monkeypatch)
+    assert code == 0
+    assert [seed for seed, _ in seen] == [1, 2, 3]
+    assert len({out for _, out in seen}) == 3  # each seed writes its own folder
+    assert "unet (full), 3 seeds: test PSNR 19.00 ± 1.00 dB" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "separation.json").read_text())
+    assert saved["seeds"] == 3 and len(saved["runs"]) == 3
+
+
 def test_benchmark_times_each_width_and_refuses_a_bad_width_list(tmp_path, monkeypatch,
                                                                  capsys):
     code = run_benchmark("--time-widths", "4,16", "--models", "unet", "--dataset", "digits",

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from latentlab.config import Config
+from latentlab.data import load_dataset
 from latentlab.errors import UserError
 from latentlab.splits import (
     name_ends,
@@ -74,7 +75,9 @@ def test_validation_split_is_seeded_and_sized_by_the_training_set():
     other = training_data(Config(dataset="digits", seed=2))
     assert torch.equal(first.val_images, again.val_images)
     assert not torch.equal(first.val_images, other.val_images)
-    assert len(first.val_labels) == 144 and len(first.train_labels) == 1437 - 144
+    digits = len(load_dataset("digits").train_labels)
+    assert len(first.val_labels) == round(0.1 * digits)
+    assert len(first.train_labels) == digits - len(first.val_labels)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -17,7 +17,7 @@ HISTORY = [{"epoch": 1, "seconds": 2.0, "train_loss": 0.5, "val_loss": 0.75,
            {"epoch": 2, "seconds": 1.5, "train_loss": 0.25, "val_loss": float("nan")}]
 
 
-def test_scalar_tags_group_train_and_test_of_one_quantity() -> None:
+def test_scalar_tags_group_train_and_validation_of_one_quantity() -> None:
     assert scalar_tags(HISTORY[0]) == {"seconds": 2.0, "loss/train": 0.5, "loss/val": 0.75,
                                        "knn_accuracy/train": 0.25}
     assert scalar_tags(HISTORY[1]) == {"seconds": 1.5, "loss/train": 0.25}  # NaN left out
@@ -41,7 +41,7 @@ def test_event_files_read_back_as_the_history(tmp_path: Path) -> None:
     assert write_curves(HISTORY, tmp_path / "tb") == tmp_path / "tb"
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
-    assert sorted(events.Tags()["scalars"]) == ["knn_accuracy/train", "loss/val", "loss/train",
+    assert sorted(events.Tags()["scalars"]) == ["knn_accuracy/train", "loss/train", "loss/val",
                                                 "seconds"]
     assert [(e.step, e.value) for e in events.Scalars("loss/train")] == [(1, 0.5), (2, 0.25)]
     assert [(e.step, e.value) for e in events.Scalars("loss/val")] == [(1, 0.75)]

@@ -31,7 +31,7 @@ def test_train_vae_writes_every_file(tmp_path):
     assert metrics["test_elbo"] < 0 and metrics["test_kl"] >= 0
     assert 0 < metrics["test_bits_per_dim"] < 16 and 0 <= metrics["active_units"] <= 8
     history = json.loads((run_dir / "history.json").read_text())
-    assert {"train_reconstruction", "train_kl", "test_reconstruction", "test_kl"} <= set(
+    assert {"train_reconstruction", "train_kl", "val_reconstruction", "val_kl"} <= set(
         history[-1])
     model = latentlab.load(run_dir / "vae_model.pth")
     samples = model.sample(3)
@@ -86,7 +86,8 @@ def test_elbo_step_logs_both_terms():
 def test_benchmark_runs_with_a_tiny_budget(tmp_path, monkeypatch, capsys):
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "vae.py"
     monkeypatch.setattr(sys, "argv", [
-        str(script), "--dataset", "digits", "--minutes", "0.01", "--train-limit", "64",
+        str(script), "--dataset", "digits", "--extra-train", "none", "--minutes", "0.01",
+        "--train-limit", "64",
         "--test-limit", "32", "--latent-dim", "4", "--width", "8", "--context", "4",
         "--batch-size", "32", "--json", str(tmp_path / "vae.json")])
     runpy.run_path(str(script), run_name="__main__")
