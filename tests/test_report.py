@@ -131,6 +131,15 @@ def test_any_comparison_json_becomes_a_table(contents: object, expected: str) ->
     assert expected in generic_table(contents)
 
 
+def test_the_comparison_of_latentlab_run_is_a_table_not_raw_json() -> None:
+    # the shape experiments/comparison.py writes
+    html = generic_table({"dataset": "digits", "models": {
+        "autoencoder": {"knn_accuracy": 0.93}, "contrastive": {"knn_accuracy": 0.94}}})
+    assert "<pre>" not in html
+    assert "<tr><th>dataset</th><td>digits</td></tr>" in html
+    assert "<tr><th>contrastive</th><td>0.94</td></tr>" in html
+
+
 def test_report_of_a_results_folder_holds_everything_offline(digits_results: Path,
                                                              tmp_path: Path) -> None:
     results = shutil.copytree(digits_results, tmp_path / "results")

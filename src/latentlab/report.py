@@ -379,6 +379,11 @@ def generic_table(contents: Any) -> str:
         rows = "".join(f"<tr><th>{escape(k)}</th><td>{cell(v)}</td></tr>"
                        for k, v in contents.items())
         return f"<table class=\"metrics\"><tbody>{rows}</tbody></table>"
+    elif isinstance(contents, dict) and contents:  # e.g. {"dataset": ..., "models": {...}}
+        nested = {k: v for k, v in contents.items() if isinstance(v, dict | list)}
+        flat = {k: v for k, v in contents.items() if k not in nested}
+        return (generic_table(flat) if flat else "") + "".join(
+            f"<h4>{escape(str(k))}</h4>{generic_table(v)}" for k, v in nested.items())
     if not records:
         return f"<pre>{escape(json.dumps(contents, indent=2))}</pre>"
     columns: list[str] = []
