@@ -18,6 +18,17 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, and do not stall on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def http_mirror(tmp_path: Path):
     """A loopback HTTP server over tmp_path/mirror, standing in for a dataset host."""
     import functools

@@ -30,14 +30,7 @@ from latentlab.plots import wrap_name
 from latentlab.report import describe_class_pairs
 from latentlab.separate import output_stems, read_image
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and do not stall on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def unordered(pairs: torch.Tensor) -> set[tuple[int, int]]:
