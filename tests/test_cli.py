@@ -124,3 +124,14 @@ def test_python_dash_m_is_the_same_program(tmp_path: Path) -> None:
 def test_unknown_command_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "fly")
     assert code == 2 and "invalid choice" in err
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "autoencoder"], ["train", "separator"], ["train", "vae"], ["vae-study"], ["run"],
+    ["evaluate"], ["separate"], ["embed"], ["report"], ["datasets"]])
+def test_every_command_prints_its_help(capsys: pytest.CaptureFixture[str],
+                                       command: list[str]) -> None:
+    code, out, _ = run_cli(capsys, *command, "--help")
+    assert code == 0 and "usage: latentlab" in out
+    if command[0] in ("train", "vae-study", "run"):
+        assert "else 10%)" in " ".join(out.split())  # a literal % survives argparse
