@@ -48,7 +48,8 @@ class Autoencoder(ImageModel):
 
 @register("mlp")
 class MLPAutoencoder(Autoencoder):
-    """The seed's autoencoder: 784 -> 256 -> 128 -> latent -> 128 -> 256 -> 784 for 28x28."""
+    """The course assignment's autoencoder: 784 -> 256 -> 128 -> latent -> 128 -> 256 -> 784
+    for 28x28."""
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32) -> None:
         super().__init__(image_shape, latent_dim=latent_dim)

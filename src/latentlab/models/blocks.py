@@ -23,7 +23,8 @@ def up_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class MLPEncoder(nn.Module):
-    """The seed's MLP: pixels -> 256 -> 128 -> out_dim (optional dropout after each hidden)."""
+    """The course assignment's MLP: pixels -> 256 -> 128 -> out_dim (optional dropout after
+    each hidden layer)."""
 
     def __init__(self, in_features: int, out_dim: int, dropout: float = 0.0) -> None:
         super().__init__()

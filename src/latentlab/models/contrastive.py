@@ -54,7 +54,7 @@ class ContrastiveModel(ImageModel):
 
 @register("mlp")
 class MLPContrastive(ContrastiveModel):
-    """The seed's network: pixels -> 256 -> dropout -> 128 -> dropout -> latent_dim."""
+    """The course assignment's network: pixels -> 256 -> dropout -> 128 -> dropout -> latent_dim."""
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
                  projection_dim: int = 0, dropout: float = 0.1) -> None:

@@ -88,8 +88,8 @@ class Separator(ImageModel):
 
 
 class TwoDecoderSeparator(Separator):
-    """The seed's design: one convolutional encoder to a latent vector, two decoders, one
-    per source. Works at 32x32 (other sizes are resized on the way in and out)."""
+    """The course assignment's design: one convolutional encoder to a latent vector, two
+    decoders, one per source. Works at 32x32 (other sizes are resized on the way in and out)."""
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 256,
                  width: int = 32) -> None:

@@ -205,7 +205,7 @@ class VariationalAutoencoder(ImageModel):
 
 @register("mlp")
 class MLPVAE(VariationalAutoencoder):
-    """The seed's MLP with a Gaussian posterior: pixels -> 256 -> 128 -> (mean, log-variance)."""
+    """The course's MLP with a Gaussian posterior: pixels -> 256 -> 128 -> (mean, log-variance)."""
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32) -> None:
         super().__init__(image_shape, latent_dim)
