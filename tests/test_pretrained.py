@@ -43,7 +43,7 @@ def test_the_readme_quotes_the_score_and_training_time_the_file_records():
     assert f"{metrics['test_ssim']:.3f}" in section
     assert f"{metrics['shortcut_ratio']:.2f}" in section
     assert f"{metrics['jpeg_twins']['test_psnr']:.2f} dB" in section
-    minutes = re.search(r"(\d+) minutes", section)
+    minutes = re.search(r"(\d+)\s+minutes", section)  # the line may break between
     earlier = metrics.get("initialised_from", {}).get("train_seconds", 0.0)
     assert minutes and abs(int(minutes.group(1)) - (earlier + metrics["train_seconds"]) / 60) < 1
 
