@@ -21,10 +21,10 @@ from latentlab.evaluation import embed_all, embedding_metrics
 from latentlab.mixtures import fixed_test_mixtures
 from latentlab.splits import (
     matching,
-    name_ends,
     read_twin_images,
     read_twins,
     training_data,
+    twin_of,
     twins_file,
 )
 
@@ -83,10 +83,8 @@ def seen_in_training(config: dict[str, Any], dataset: str, data: ImageData,
     twins_path = twins_file(dataset)
     if twins_path is not None:
         twins = read_twins(twins_path)
-        for i, name in enumerate(data.test_names):
-            end = next((e for e in name_ends(name) if e in twins), None)
-            if end is not None and matching([twins[end]], listed)[0]:
-                seen[i] = True
+        twin_names = [twin_of(name, twins) or "" for name in data.test_names]
+        seen |= matching(twin_names, listed)
     return int(seen.sum())
 
 

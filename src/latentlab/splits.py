@@ -82,14 +82,15 @@ def read_twins(path: Path) -> dict[str, str]:
     return twins
 
 
+def twin_of(name: str, twins: dict[str, str]) -> str | None:
+    """The twin a twins file names for this member name (matched by its ends), or None."""
+    end = next((e for e in name_ends(name) if e in twins), None)
+    return None if end is None else twins[end]
+
+
 def twins_of(names: list[str], twins: dict[str, str]) -> list[str]:
     """The twin of each name that has one."""
-    found = []
-    for name in names:
-        end = next((e for e in name_ends(name) if e in twins), None)
-        if end is not None:
-            found.append(twins[end])
-    return found
+    return [twin for twin in (twin_of(n, twins) for n in names) if twin is not None]
 
 
 def validation_size(n_train: int, requested: int | None) -> int:
@@ -181,10 +182,10 @@ def read_twin_images(dataset: str, names: list[str]) -> Tensor | None:
     twins = read_twins(twins_path)
     wanted = []
     for name in names:
-        end = next((e for e in name_ends(name) if e in twins), None)
-        if end is None:
+        twin = twin_of(name, twins)
+        if twin is None:
             raise UserError(f"{twins_path} names no twin for {name}; every test image needs one")
-        wanted.append(twins[end])
+        wanted.append(twin)
     for candidate in sorted(path.parent.iterdir()):
         if candidate == path or not (candidate.is_dir() or candidate.suffix == ".zip"):
             continue
