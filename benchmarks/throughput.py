@@ -1,32 +1,132 @@
-"""Training throughput (images per second) of every model, through the real training loop.
+"""Training throughput of every model in fp32 and bf16, measured in one run, with the share of
+each step spent in augmentation, forward (with the loss), backward and the optimiser.
 
-    python benchmarks/throughput.py [--dataset folder:../shared/datasets/cifar10-jpeg.zip]
-                                    [--device auto] [--images 4096]
+    python benchmarks/throughput.py [--steps 8] [--batch-size 256] [--device auto]
 
-Prints a table and writes benchmarks/results/throughput.json. The first epoch's throughput
-includes start-up, so each model trains two epochs and the second is reported.
-"""
+Each model trains on random CIFAR-10-shaped images (speed does not depend on the pixels)
+with the training step of its experiment, as the training loop runs it: channels-last,
+bf16 autocast or not, AdamW. Prints a table and writes benchmarks/results/throughput.json."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from latentlab.cli import main as latentlab
 from latentlab.config import Config
-from latentlab.experiments import EXPERIMENTS
-from latentlab.training import pick_device
+from latentlab.devices import bf16_native, pick_device
+from latentlab.experiments import autoencoder, contrastive, separation, shared, vae
+from latentlab.mixtures import MixturePairs
+from latentlab.models import ImageModel
+from latentlab.transforms import AUGMENTATIONS
 
 HERE = Path(__file__).resolve().parent
-CIFAR = HERE.parent.parent / "shared" / "datasets" / "cifar10-jpeg.zip"
-# separator architectures to time besides the default (looked up when the experiment exists)
-SEPARATORS = ("two-decoder-ae", "two-decoder-vae", "unet")
+SHAPE = (3, 32, 32)
+PHASES = ("augment", "forward", "backward", "optimiser")
+# label -> the experiment's Config options, as the benchmarks train them
+MODELS: dict[str, dict[str, Any]] = {
+    "autoencoder (conv)": {"experiment": "autoencoder", "latent_dim": 128},
+    "vae (convvae)": {"experiment": "vae", "latent_dim": 128},
+    "margin contrastive (resnet-16)": {"experiment": "contrastive", "encoder": "resnet",
+                                       "width": 16, "latent_dim": 128},
+    "supcon, 2 views (resnet-16)": {"experiment": "supcon", "encoder": "resnet", "width": 16,
+                                    "latent_dim": 128},
+    "supcon, 1 view (resnet-16)": {"experiment": "supcon", "encoder": "resnet", "width": 16,
+                                   "latent_dim": 128, "views": 1},
+    "simclr (resnet-16)": {"experiment": "simclr", "encoder": "resnet", "width": 16,
+                           "latent_dim": 128},
+    "separator (unet-32)": {"experiment": "separator", "model": "unet", "width": 32},
+}
+
+
+class Clock:
+    """Seconds per phase; waits for the GPU before each reading."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.seconds = device, dict.fromkeys(PHASES, 0.0)
+
+    def now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def timed(self, augment: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def run(images: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            started = self.now()
+            out = augment(images, *args, **kwargs)
+            self.seconds["augment"] += self.now() - started
+            return out
+        return run
+
+
+def case(config: Config, clock: Clock, images: torch.Tensor,
+         labels: torch.Tensor) -> tuple[ImageModel, Callable[..., Any], Callable[[Any], Any]]:
+    """(model, train step, batch(index) -> (x, y)) of config's experiment."""
+    name = config.experiment
+    original = dict(AUGMENTATIONS)
+    AUGMENTATIONS.update({key: clock.timed(fn) for key, fn in original.items()})
+    try:
+        augmentation = shared.augmentation_name(config, SHAPE)
+        if name == "autoencoder":
+            model: Any = autoencoder.build(config, SHAPE)
+            return model, autoencoder.reconstruction_step, lambda i: (images[i], labels[i])
+        if name == "vae":
+            model = vae.build(config, SHAPE)
+            return model, vae.elbo_step(config, len(images)), lambda i: (images[i], labels[i])
+        if name == "separator":
+            model = separation.build(config, SHAPE)
+            pairs = MixturePairs(images)
+            step = separation.make_train_step(config, 100, False, augmentation, pairs)
+            return model, step, lambda i: (pairs.mixture_view()[i], i)
+        model = contrastive.build(config, SHAPE)
+        step = contrastive.make_step(config, AUGMENTATIONS[augmentation])
+        return model, step, lambda i: (images[i], labels[i])
+    finally:  # the steps hold their timed augmentation; others get the real ones
+        AUGMENTATIONS.update(original)
+
+
+def measure(options: dict[str, Any], bf16: bool, args: argparse.Namespace,
+            device: torch.device) -> dict[str, Any]:
+    """Images/s and seconds per phase of args.steps training steps, after two warm-up steps."""
+    config = Config(batch_size=args.batch_size, precision="bf16" if bf16 else "fp32",
+                    **options).validate()
+    n = args.batch_size * (args.steps + 2)
+    images = torch.randint(0, 256, (n, *SHAPE), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (n,))
+    clock = Clock(device)
+    model, step, batch = case(config, clock, images, labels)
+    model.to(device).to(memory_format=torch.channels_last)
+    model.precision = config.precision
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    for number in range(args.steps + 2):
+        if number == 2:  # warm-up done: start counting
+            clock.seconds = dict.fromkeys(PHASES, 0.0)
+            started = clock.now()
+        x, y = batch(torch.arange(number * args.batch_size, (number + 1) * args.batch_size))
+        begun = clock.now()
+        x = model.prepare(x, model.input_size(), checked=False).to(device)
+        augmented_before = clock.seconds["augment"]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = step(model, x, y.to(device))["loss"]
+        forward_end = clock.now()
+        clock.seconds["forward"] += forward_end - begun - (clock.seconds["augment"]
+                                                           - augmented_before)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        backward_end = clock.now()
+        clock.seconds["backward"] += backward_end - forward_end
+        optimizer.step()
+        clock.seconds["optimiser"] += clock.now() - backward_end
+    total = clock.now() - started
+    return {"images_per_second": args.steps * args.batch_size / total,
+            "shares": {phase: clock.seconds[phase] / total for phase in PHASES}}
 
 
 def machine(device: torch.device) -> str:
@@ -35,57 +135,33 @@ def machine(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
 
 
-def runs(experiments: list[str]) -> list[tuple[str, list[str]]]:
-    out = []
-    for name in experiments:
-        if name == "separator":
-            out += [(f"separator/{m}", ["separator", "--model", m]) for m in SEPARATORS]
-        else:
-            out.append((name, [name]))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default=f"folder:{CIFAR}")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--images", type=int, default=4096, help="training images per epoch")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per model and precision")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--only", nargs="*", help="experiments to time (default: all)")
+    parser.add_argument("--only", nargs="*", choices=list(MODELS), help="models to time")
+    parser.add_argument("--json", default=str(HERE / "results" / "throughput.json"))
     args = parser.parse_args()
     device = pick_device(args.device)
-    precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     rows = []
-    for label, command in runs(args.only or list(EXPERIMENTS)):
-        with tempfile.TemporaryDirectory() as out:
-            started = time.perf_counter()
-            code = latentlab(["train", *command, "--dataset", args.dataset, "--epochs", "2",
-                              "--batch-size", str(args.batch_size), "--device", args.device,
-                              "--train-limit", str(args.images), "--test-limit", "500",
-                              "--out", out])
-            if code != 0:
-                rows.append({"model": label, "error": f"exit code {code}"})
-                continue
-            config = Config(experiment=command[0], out=out,
-                            model=command[2] if len(command) > 2 else "unet")
-            history = json.loads((config.run_dir / "history.json").read_text())
-            rows.append({"model": label, "images_per_second": history[-1]["images_per_second"],
-                         "batch_size": args.batch_size, "precision": precision,
-                         "wall_seconds": time.perf_counter() - started})
-    print(f"\nTraining throughput on {machine(device)}, dataset {args.dataset}")
-    print(f"{'model':<28}{'images/s':>10}{'batch':>7}{'precision':>11}")
-    for row in rows:
-        if "error" in row:
-            print(f"{row['model']:<28}{row['error']:>28}")
-        else:
-            print(f"{row['model']:<28}{row['images_per_second']:>10.0f}{row['batch_size']:>7}"
-                  f"{row['precision']:>11}")
-    (HERE / "results").mkdir(exist_ok=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(device),
-              "device": str(device), "dataset": args.dataset, "rows": rows}
-    path = HERE / "results" / f"throughput-{device.type}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {path}")
+    print(f"Training throughput on {machine(device)} (bf16 native: {bf16_native(device)}), "
+          f"batch {args.batch_size}, {args.steps} steps")
+    print(f"{'model':<32}{'fp32 img/s':>11}{'bf16 img/s':>11}{'speed-up':>9}   "
+          "bf16 time: " + " / ".join(PHASES))
+    for label in args.only or list(MODELS):
+        fp32, bf16 = (measure(MODELS[label], b, args, device) for b in (False, True))
+        rows.append({"model": label, "fp32": fp32, "bf16": bf16})
+        shares = " / ".join(f"{100 * bf16['shares'][p]:.0f}%" for p in PHASES)
+        print(f"{label:<32}{fp32['images_per_second']:>11.0f}{bf16['images_per_second']:>11.0f}"
+              f"{bf16['images_per_second'] / fp32['images_per_second']:>8.2f}x   {shares}",
+              flush=True)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(device),
+                               "device": str(device), "arguments": vars(args), "rows": rows},
+                              indent=2) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
