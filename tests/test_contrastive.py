@@ -73,3 +73,25 @@ def test_run_quick_compares_and_contrastive_beats_the_autoencoder(tmp_path, caps
     assert contrastive["pair_auc"] > autoencoder["pair_auc"]
     table = capsys.readouterr().out
     assert "knn_accuracy" in table and "autoencoder" in table and "contrastive" in table
+
+
+def test_one_view_supcon_embeds_each_image_once_and_simclr_refuses_it(tmp_path, capsys):
+    from latentlab.experiments.contrastive import make_step
+
+    seen = []
+
+    def augment(images):
+        seen.append(len(images))
+        return images
+
+    config = Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8, views=1)
+    model = build(config, (3, 16, 16))
+    images, labels = torch.rand(6, 3, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2])
+    loss = make_step(config, augment)(model, images, labels)["loss"]
+    assert seen == [6] and torch.isfinite(loss)  # one view: six images, not twelve
+    make_step(Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8),
+              augment)(model, images, labels)
+    assert seen == [6, 12]
+    out = ["--out", str(tmp_path)]
+    assert main(["train", "simclr", *QUICK, "--views", "1", *out]) == 2
+    assert "--views 1 needs labels" in capsys.readouterr().err

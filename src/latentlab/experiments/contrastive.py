@@ -61,11 +61,14 @@ def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
         return pair_step
 
     use_labels = config.experiment == "supcon"
+    if config.views == 1 and not use_labels:
+        raise UserError("--views 1 needs labels (supcon): SimCLR's positives are the other "
+                        "view of the same image")
 
     def view_step(model: ContrastiveModel, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        b = len(images)
-        views = augment(torch.cat([images, images]))  # (2B, C, H, W), each view its own draw
-        z = model.project(views).view(2, b, -1).transpose(0, 1)  # (B, 2, projection_dim)
+        b, v = len(images), config.views
+        views = augment(images.repeat(v, 1, 1, 1))  # (V*B, C, H, W), each view its own draw
+        z = model.project(views).view(v, b, -1).transpose(0, 1)  # (B, V, projection_dim)
         # under torchrun, negatives come from every process's batch
         z, labels = distributed.gather_with_gradient(z), distributed.gather_with_gradient(labels)
         return {"loss": supcon_loss(z, labels if use_labels else None, config.temperature)}
