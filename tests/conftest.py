@@ -67,3 +67,24 @@ def digits_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [{"model": "autoencoder", "knn_accuracy": 0.9}, {"model": "supcon",
                                                           "knn_accuracy": 0.95}]))
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_unet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A U-Net trained for a few seconds on digits, and its metrics. Trained once per session;
+    the tests that use it only read it."""
+    import torch
+
+    from latentlab.cli import main
+
+    out = tmp_path_factory.mktemp("results")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(["train", "separator", "--model", "unet", "--dataset", "digits",
+                     "--epochs", "3", "--batch-size", "64", "--test-limit", "80",
+                     "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    return out / "separation"

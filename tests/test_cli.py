@@ -24,6 +24,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_train_autoencoder_on_digits_writes_every_result(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "train", "autoencoder", "--dataset", "digits", "--epochs", "2",
@@ -47,6 +48,7 @@ def test_train_autoencoder_on_digits_writes_every_result(
     assert model.embed(torch.rand(2, 1, 8, 8)).shape == (2, 32)
 
 
+@pytest.mark.slow
 def test_toml_config_is_read_and_the_command_line_wins(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "run.toml").write_text('epochs = 1\nlatent-dim = 5\nbatch_size = 100\n')

@@ -27,6 +27,7 @@ def run(command: list[str], args: list[str], out: Path) -> subprocess.CompletedP
                           timeout=300, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_two_processes_match_one_and_write_one_set_of_files(tmp_path: Path, case: str) -> None:
     args = CASES[case]
@@ -45,6 +46,7 @@ def test_two_processes_match_one_and_write_one_set_of_files(tmp_path: Path, case
     assert two.stdout.count("results written to") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [
     ["train", "separator", "--model", "unet"],  # trains outside experiments.shared.train
     ["train", "vae", "--tsne-points", "50"],  # trains a plain autoencoder after the VAE

@@ -43,6 +43,7 @@ def model_of(root, name):
     return str(root / f"run-{name}" / "separation" / "unet" / "separator_model.pth")
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_score_a_run_recorded(twin_folders, tmp_path, capsys):
     root, official, _ = twin_folders
     recorded = json.loads((root / "run-official" / "separation" / "unet" / "metrics.json")
@@ -112,6 +113,7 @@ def test_a_separator_that_only_learned_the_twins_has_a_shortcut_ratio_of_zero():
     assert scored["shortcut_ratio"] == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_evaluate_counts_test_images_whose_twins_were_trained_on(twin_folders, capsys):
     root, official, copy = twin_folders
     row = evaluate_saved(model_of(root, "copy"), official)

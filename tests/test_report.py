@@ -11,6 +11,7 @@ from latentlab.report import (
     Run,
     better,
     config_table,
+    describe_class_pairs,
     find_runs,
     generic_table,
     metrics_table,
@@ -192,3 +193,12 @@ def test_script_json_cannot_close_its_script_element() -> None:
     text = script_json({"name": "</script><script>alert(1)</script>"})
     assert "</" not in text and json.loads(text) == {
         "name": "</script><script>alert(1)</script>"}
+
+
+def test_class_pairs_are_described_by_the_least_and_the_most_gain():
+    table = {"classes": ["cat", "dog", "ship"],
+             "psnr": [[18.0, 17.5, 20.0], [17.5, 18.5, None], [20.0, None, 19.0]],
+             "gain_over_mixture": [[3.0, 2.0, 5.5], [2.0, 3.1, None], [5.5, None, 2.5]]}
+    assert describe_class_pairs(table) == (
+        "it gains least on cat + dog (+2.00 dB over returning the mixture, 17.50 dB) and most "
+        "on cat + ship (+5.50 dB, 20.00 dB)")

@@ -1,3 +1,5 @@
+"""The training loop: resuming after a kill, checkpoints, schedule and EMA weights."""
+
 import os
 import signal
 from pathlib import Path

@@ -1,9 +1,6 @@
 """The vae experiment and the vae-study command, end to end on a handful of digits."""
 
 import json
-import runpy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +13,7 @@ VAE_FILES = ["vae_loss.png", "vae_samples.png", "vae_interpolations.png", "vae_e
              "vae_model.pth", "metrics.json"]
 
 
+@pytest.mark.slow
 def test_train_vae_writes_every_file(tmp_path):
     code = main(["train", "vae", "--dataset", "digits", "--epochs", "2", "--train-limit", "200",
                  "--test-limit", "60", "--tsne-points", "60", "--latent-dim", "8",
@@ -38,6 +36,7 @@ def test_train_vae_writes_every_file(tmp_path):
     assert samples.shape == (3, 1, 8, 8) and 0 <= samples.min() and samples.max() <= 1
 
 
+@pytest.mark.slow
 def test_vae_study_writes_figure_and_summary(tmp_path):
     code = main(["vae-study", "--dataset", "digits", "--epochs", "1", "--train-limit", "120",
                  "--test-limit", "40", "--latent-dim", "4", "--betas", "0.5,2",
@@ -81,17 +80,3 @@ def test_elbo_step_logs_both_terms():
     assert set(logs) == {"loss", "reconstruction", "kl", "bits_per_dim"}
     assert logs["loss"].item() == pytest.approx((logs["reconstruction"] + logs["kl"]).item(),
                                                 rel=1e-5)
-
-
-def test_benchmark_runs_with_a_tiny_budget(tmp_path, monkeypatch, capsys):
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "vae.py"
-    monkeypatch.setattr(sys, "argv", [
-        str(script), "--dataset", "digits", "--extra-train", "none", "--minutes", "0.01",
-        "--train-limit", "64",
-        "--test-limit", "32", "--latent-dim", "4", "--width", "8", "--context", "4",
-        "--batch-size", "32", "--json", str(tmp_path / "vae.json")])
-    runpy.run_path(str(script), run_name="__main__")
-    result = json.loads((tmp_path / "vae.json").read_text())
-    assert result["dataset"] == "digits" and result["target"] == 4.0
-    assert 0 < result["test_bits_per_dim_mean"] < 16
-    assert "NVAE" in capsys.readouterr().out

@@ -20,6 +20,7 @@ FOUNDATION_KEYS = {"knn_accuracy", "linear_probe_accuracy", "silhouette",
 PAIR_KEYS = {"positive_pair_mean_distance", "negative_pair_mean_distance", "pair_auc"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["contrastive", "supcon", "simclr"])
 def test_train_writes_results_and_a_loadable_model(method, tmp_path):
     assert main(["train", method, *QUICK, "--epochs", "2", "--out", str(tmp_path)]) == 0
@@ -55,6 +56,7 @@ def test_bad_options_are_user_errors(tmp_path, capsys):
     assert "--width" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_quick_compares_and_contrastive_beats_the_autoencoder(tmp_path, capsys):
     # the acceptance run (`latentlab run --quick --dataset digits`) on the full digits data;
     # batch 64 gives the 3 quick epochs enough steps for a clear margin
