@@ -66,13 +66,13 @@ def config_of(method: str, dataset: str, seed: int, args: argparse.Namespace) ->
     if method != "autoencoder":
         recipe.setdefault("width", args.width)
     tag = "-".join(f"{k}{v}" for k, v in sorted(args.set.get(method, {}).items()))
+    name = f"{method}{tag}-{args.minutes:g}min-seed{seed}"
     # epochs only bound the run: the time budget ends it and sets the schedule's length
     return Config(experiment=method, latent_dim=args.latent_dim, epochs=args.max_epochs,
                   warmup_epochs=args.max_epochs * 0.03, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, time_budget=args.minutes, seed=seed,
                   device=args.device, train_limit=args.train_limit, test_limit=args.test_limit,
-                  tsne_points=args.tsne_points,
-                  out=str(ROOT / "runs" / dataset / f"{method}{tag}-{args.minutes:g}min-seed{seed}"),
+                  tsne_points=args.tsne_points, out=str(ROOT / "runs" / dataset / name),
                   **recipe).validate()
 
 
@@ -89,6 +89,7 @@ def extra_scores(config: Config, dataset: str) -> dict[str, float]:
     """Validation and real-pixel kNN and linear probe, plain and with test-time flips; the
     bank is the run's training split (no twin of a real-pixel image is in it)."""
     model = checkpoint.load(config.run_dir / f"{config.experiment}_model.pth")
+    model.mirror = False  # plain embeddings; embed_all(mirror=True) adds the flips
     data = training_data(config)
     official = official_images() if dataset == "cifar10" else None
     scores: dict[str, float] = {}
@@ -179,7 +180,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
               f"{'yes' if flips else 'no':>6}"
               + "".join(f"{mean_std(v):>15}" for v in column.values())
               + (f"{'>= ' + format(target, '.2f'):>8}" if target else ""), flush=True)
-    print("test kNN: the JPEG copy's test split without test-time flips (Fashion-MNIST: its "
+    print("test kNN: as the run reports it, on the JPEG copy's test split (Fashion-MNIST: its "
           "test split); real: 5,085 official CIFAR-10 images, twins kept out of training")
 
 

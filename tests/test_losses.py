@@ -165,3 +165,18 @@ def test_active_units_counts_dimensions_that_vary():
     # variances 0, 0.0025 and 33.3: only the last exceeds 0.01
     assert active_units(means) == 1
     assert active_units(means, threshold=0.001) == 2
+
+
+def test_contrastive_losses_stay_float32_under_bf16_autocast():
+    generator = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(64, 2, 16, generator=generator), dim=2)
+    labels = torch.randint(0, 4, (64,), generator=generator)
+    positive = labels[:32] == labels[32:]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        supcon = supcon_loss(z, labels)
+        margin = margin_contrastive_loss(z[:32, 0], z[32:, 0], positive)
+    assert supcon.dtype == margin.dtype == torch.float32
+    # the same value as outside autocast: similarities were not rounded to bf16's 8 bits
+    assert torch.allclose(supcon, supcon_loss(z, labels), rtol=0, atol=1e-6)
+    assert torch.allclose(margin, margin_contrastive_loss(z[:32, 0], z[32:, 0], positive),
+                          rtol=0, atol=1e-6)

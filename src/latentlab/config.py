@@ -70,9 +70,10 @@ class Config:
     # contrastive family
     margin: float = option(1.0, "margin of the pairwise contrastive loss", used_by=("contrastive",))
     temperature: float = option(0.1, "softmax temperature of SupCon / NT-Xent", used_by=CONTRASTIVE)
-    views: int = option(2, "augmented views of each image per step: 2, or 1 for SupCon (the "
-                        "other images of its class in the batch are its positives: half the "
-                        "compute per image)", used_by=("supcon", "simclr"), choices=(1, 2))
+    views: int = option(0, "augmented views of each image per step: 1 (SupCon only: the "
+                        "other images of its class in the batch are its positives; half the "
+                        "compute per image) or 2; 0: 1 for supcon, 2 for simclr",
+                        used_by=("supcon", "simclr"), choices=(0, 1, 2))
     augmentation: str = option(
         "auto", "batch augmentation: none, flips, light (flips, 4-pixel shifts), shifts (flips, "
         "4-pixel shifts with mirrored edges) or simclr (crops, flips, colour jitter, "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +114,25 @@ def permutation_invariant_log_mse(estimate_1: Tensor, estimate_2: Tensor, source
     return 10 * torch.log10(best + eps).mean()
 
 
+HALF = (torch.bfloat16, torch.float16)
+
+
+def in_float32(loss: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Run a loss in float32 even under bf16 autocast: bf16 and fp16 tensor arguments are cast
+    up and autocast is off inside, so similarities, exponents and sums keep their precision
+    (bf16 keeps 8 bits: a logit of 10 would be off by 0.04)."""
+
+    @functools.wraps(loss)
+    def run(*args: Any, **kwargs: Any) -> Tensor:
+        args = tuple(a.float() if isinstance(a, Tensor) and a.dtype in HALF else a
+                     for a in args)
+        device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return loss(*args, **kwargs)
+    return run
+
+
+@in_float32
 def margin_contrastive_loss(first: Tensor, second: Tensor, is_positive: Tensor,
                             margin: float = 1.0) -> Tensor:
     """Pairwise contrastive loss of Hadsell, Chopra and LeCun 2006 ("Dimensionality reduction
@@ -128,6 +150,7 @@ def margin_contrastive_loss(first: Tensor, second: Tensor, is_positive: Tensor,
     return 0.5 * per_pair.mean()
 
 
+@in_float32
 def supcon_loss(embeddings: Tensor, labels: Tensor | None = None,
                 temperature: float = 0.1) -> Tensor:
     """Supervised contrastive loss (Khosla et al. 2020, L_out); with labels=None it is

@@ -91,9 +91,22 @@ def test_one_view_supcon_embeds_each_image_once_and_simclr_refuses_it(tmp_path, 
     images, labels = torch.rand(6, 3, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2])
     loss = make_step(config, augment)(model, images, labels)["loss"]
     assert seen == [6] and torch.isfinite(loss)  # one view: six images, not twelve
-    make_step(Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8),
-              augment)(model, images, labels)
-    assert seen == [6, 12]
+    for experiment, views in (("supcon", 2), ("supcon", 0), ("simclr", 0)):
+        make_step(Config(experiment=experiment, encoder="resnet", width=4, latent_dim=8,
+                         views=views), augment)(model, images, labels)
+    assert seen == [6, 12, 6, 12]  # by default SupCon sees one view and SimCLR two
     out = ["--out", str(tmp_path)]
     assert main(["train", "simclr", *QUICK, "--views", "1", *out]) == 2
     assert "--views 1 needs labels" in capsys.readouterr().err
+
+
+def test_encoders_trained_on_mirrored_images_embed_with_test_time_flips():
+    flipped = build(Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8),
+                    (3, 16, 16))
+    plain = build(Config(experiment="contrastive"), (1, 8, 8))  # grey: no augmentation
+    assert flipped.mirror and not plain.mirror
+    flipped.eval()
+    images = torch.rand(3, 3, 16, 16)
+    z = flipped.embed(images)
+    assert torch.allclose(z, flipped.embed(images.flip(-1)), atol=1e-5)  # mirror-invariant
+    assert torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-5)

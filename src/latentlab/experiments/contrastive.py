@@ -42,6 +42,8 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> ContrastiveModel
     options: dict[str, Any] = {}
     if config.width and encoder != "mlp":
         options["width"] = config.width
+    # embeddings of encoders trained on mirrored images average each image with its mirror
+    options["mirror"] = shared.augmentation_name(config, image_shape) != "none"
     torch.manual_seed(config.seed)
     return CONTRASTIVE_MODELS[encoder](image_shape, latent_dim=config.latent_dim,
                                        projection_dim=projection_dim, **options)
@@ -61,12 +63,13 @@ def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
         return pair_step
 
     use_labels = config.experiment == "supcon"
-    if config.views == 1 and not use_labels:
+    n_views = config.views or (1 if use_labels else 2)
+    if n_views == 1 and not use_labels:
         raise UserError("--views 1 needs labels (supcon): SimCLR's positives are the other "
                         "view of the same image")
 
     def view_step(model: ContrastiveModel, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        b, v = len(images), config.views
+        b, v = len(images), n_views
         views = augment(images.repeat(v, 1, 1, 1))  # (V*B, C, H, W), each view its own draw
         z = model.project(views).view(v, b, -1).transpose(0, 1)  # (B, V, projection_dim)
         # under torchrun, negatives come from every process's batch

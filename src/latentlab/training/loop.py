@@ -266,11 +266,13 @@ def end_epoch(run: Run, log: EpochLog, seconds: float, eval_step: EvalStep) -> d
     record = {"epoch": state.epoch + 1, "seconds": seconds,
               "images_per_second": totals["seen"] / max(seconds, 1e-9)}
     record.update({f"train_{k}": v / max(totals["seen"], 1) for k, v in totals["sums"].items()})
-    scores = evaluate(state.model, eval_step, run.val_images, run.val_labels)
-    if state.ema is not None:  # the last weights too: the gain of averaging, run by run
-        record.update({f"val_raw_{k}": v for k, v in scores.items()})
-        scores = evaluate(cast(ImageModel, state.ema.module), eval_step, run.val_images,
-                          run.val_labels)
+    # validation runs at the training precision: fp32 would double its cost
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.bf16):
+        scores = evaluate(state.model, eval_step, run.val_images, run.val_labels)
+        if state.ema is not None:  # the last weights too: the gain of averaging, run by run
+            record.update({f"val_raw_{k}": v for k, v in scores.items()})
+            scores = evaluate(cast(ImageModel, state.ema.module), eval_step, run.val_images,
+                              run.val_labels)
     record.update({f"val_{k}": v for k, v in scores.items()})
     state.result.history.append(record)
     if run.main:
