@@ -89,17 +89,17 @@ def extra_scores(config: Config, dataset: str) -> dict[str, float]:
     """Validation and real-pixel kNN and linear probe, plain and with test-time flips; the
     bank is the run's training split (no twin of a real-pixel image is in it)."""
     model = checkpoint.load(config.run_dir / f"{config.experiment}_model.pth")
-    model.mirror = False  # plain embeddings; embed_all(mirror=True) adds the flips
     data = training_data(config)
     official = official_images() if dataset == "cifar10" else None
     scores: dict[str, float] = {}
     for mirror, suffix in ((False, ""), (True, "_flips")):
-        bank = embed_all(model, data.train_images, mirror=mirror)
+        model.mirror = mirror  # plain embeddings, then with test-time flips
+        bank = embed_all(model, data.train_images)
         queries = {"val": (data.val_images, data.val_labels)}
         if official is not None:
             queries["real"] = official
         for split, (images, labels) in queries.items():
-            z = embed_all(model, images, mirror=mirror)
+            z = embed_all(model, images)
             scores[f"{split}_knn{suffix}"] = knn_accuracy(bank, data.train_labels, z, labels)
             if split == "real":
                 scores[f"real_linear_probe{suffix}"] = linear_probe_accuracy(

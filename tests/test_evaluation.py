@@ -6,7 +6,6 @@ import torch
 from latentlab.evaluation import (
     class_distances,
     class_pair_means,
-    embed_all,
     embedding_metrics,
     knn_accuracy,
     linear_probe_accuracy,
@@ -89,19 +88,3 @@ def test_class_pair_means_pool_both_orders_and_count_each_pair_once() -> None:
     assert counts.tolist() == [[0, 2, 1], [2, 0, 0], [1, 0, 1]]
     assert int(counts.tril().sum()) == len(values)
 
-
-def test_mirrored_embeddings_average_an_image_and_its_mirror() -> None:
-    class RowSums:  # embeds an image by its left and right halves: mirroring swaps them
-        def eval(self) -> None:
-            pass
-
-        def embed(self, images: torch.Tensor) -> torch.Tensor:
-            left, right = images[..., :2].sum((1, 2, 3)), images[..., 2:].sum((1, 2, 3))
-            return torch.nn.functional.normalize(torch.stack([left, right], 1), dim=1)
-
-    images = torch.zeros(2, 1, 4, 4)
-    images[0, ..., :2] = 1  # all weight on the left
-    plain = embed_all(RowSums(), images[:1])
-    assert torch.allclose(plain, torch.tensor([[1.0, 0.0]]))
-    mirrored = embed_all(RowSums(), images[:1], mirror=True)
-    assert torch.allclose(mirrored, torch.tensor([[1.0, 1.0]]) / 2 ** 0.5)

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -19,15 +18,10 @@ from latentlab.losses import assignment_errors, mean_squared_error
 
 
 @torch.no_grad()
-def embed_all(model: Any, images: Tensor, batch_size: int = 500, mirror: bool = False) -> Tensor:
-    """(N, C, H, W) uint8 images -> (N, D) float embeddings on the CPU. mirror: the average
-    of each image's embedding and its mirror image's, L2-normalised (test-time flips)."""
+def embed_all(model: Any, images: Tensor, batch_size: int = 500) -> Tensor:
+    """(N, C, H, W) uint8 images -> (N, D) float embeddings on the CPU."""
     model.eval()
-
-    def embed(batch: Tensor) -> Tensor:
-        z = model.embed(batch).float()
-        return F.normalize(z + model.embed(batch.flip(-1)).float(), dim=1) if mirror else z
-    return torch.cat([embed(images[i: i + batch_size]).cpu()
+    return torch.cat([model.embed(images[i: i + batch_size]).float().cpu()
                       for i in range(0, len(images), batch_size)])
 
 

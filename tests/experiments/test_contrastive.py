@@ -110,3 +110,6 @@ def test_encoders_trained_on_mirrored_images_embed_with_test_time_flips():
     z = flipped.embed(images)
     assert torch.allclose(z, flipped.embed(images.flip(-1)), atol=1e-5)  # mirror-invariant
     assert torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-5)
+    flipped.mirror = False  # the average of the plain embeddings of an image and its mirror
+    plain_sum = flipped.embed(images) + flipped.embed(images.flip(-1))
+    assert torch.allclose(z, torch.nn.functional.normalize(plain_sum, dim=1), atol=1e-5)

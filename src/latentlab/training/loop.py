@@ -266,7 +266,7 @@ def end_epoch(run: Run, log: EpochLog, seconds: float, eval_step: EvalStep) -> d
     record = {"epoch": state.epoch + 1, "seconds": seconds,
               "images_per_second": totals["seen"] / max(seconds, 1e-9)}
     record.update({f"train_{k}": v / max(totals["seen"], 1) for k, v in totals["sums"].items()})
-    # validation runs at the training precision: fp32 would double its cost
+    # validation runs at the training precision (and speed), as the forward pass does
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.bf16):
         scores = evaluate(state.model, eval_step, run.val_images, run.val_labels)
         if state.ema is not None:  # the last weights too: the gain of averaging, run by run
