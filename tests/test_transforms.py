@@ -7,6 +7,7 @@ from latentlab.transforms import (
     AUGMENTATIONS,
     color_jitter,
     flip_augment,
+    random_crop,
     random_grayscale,
     random_resized_crop,
     random_translate,
@@ -80,6 +81,21 @@ def test_shifts_fill_the_gap_with_the_mirrored_edge_not_black():
 
 def test_crop_can_make_smaller_outputs():
     assert random_resized_crop(torch.rand(2, 3, 32, 32), size=(24, 24)).shape == (2, 3, 24, 24)
+
+
+def test_random_crop_copies_a_window_of_each_image_exactly():
+    images = torch.rand(40, 3, 10, 12)
+    out = random_crop(images, 6, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (40, 3, 6, 6)
+    places = set()
+    for image, window in zip(images, out):
+        found = [(t, left) for t in range(5) for left in range(7)
+                 if torch.equal(image[:, t:t + 6, left:left + 6], window)]
+        assert found  # an exact window, not a resampled one
+        places.update(found)
+    assert len(places) > 10  # each image its own place
+    square = images[..., :10]
+    assert torch.equal(random_crop(square, 10), square)  # a window of the full size: the image
 
 
 def test_flips_mirror_each_image_exactly_or_leave_it_and_keep_uint8():

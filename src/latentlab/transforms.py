@@ -80,6 +80,19 @@ def random_translate(images: Tensor, max_shift: int = 4, flip_p: float = 0.5,
     return resample(images, theta, None, padding_mode)
 
 
+def random_crop(images: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:
+    """Per image: a size x size window at a random whole-pixel place, copied exactly (no
+    resampling). (B, C, H, W) -> (B, C, size, size)."""
+    b, c, h, w = images.shape
+    top = (uniform(b, 0, h - size + 1, images, generator).floor().long()
+           .to(images.device)[:, None] + torch.arange(size, device=images.device))  # (B, size)
+    left = (uniform(b, 0, w - size + 1, images, generator).floor().long()
+            .to(images.device)[:, None] + torch.arange(size, device=images.device))
+    batch = torch.arange(b, device=images.device)[:, None, None, None]
+    channel = torch.arange(c, device=images.device)[None, :, None, None]
+    return images[batch, channel, top[:, None, :, None], left[:, None, None, :]]
+
+
 # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale uses
 LUMA = torch.tensor([0.2989, 0.587, 0.114])
 
@@ -148,11 +161,12 @@ def random_grayscale(images: Tensor, p: float = 0.2,
     return torch.where(chosen, grayscale(images).expand_as(images), images)
 
 
-def simclr_augment(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def simclr_augment(images: Tensor, generator: torch.Generator | None = None,
+                   size: tuple[int, int] | None = None) -> Tensor:
     """SimCLR's CIFAR recipe (Chen et al. 2020, appendix B.9): random resized crop with
     flip, colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, greyscale with p 0.2; no blur at
-    32x32. (B, C, H, W) in [0, 1] -> same."""
-    out = random_resized_crop(images, scale=(0.2, 1.0), generator=generator)
+    32x32. (B, C, H, W) in [0, 1] -> (B, C, *size), default the input size."""
+    out = random_resized_crop(images, scale=(0.2, 1.0), size=size, generator=generator)
     out = color_jitter(out, generator=generator)
     return random_grayscale(out, generator=generator)
 

@@ -100,6 +100,28 @@ def test_one_view_supcon_embeds_each_image_once_and_simclr_refuses_it(tmp_path, 
     assert "--views 1 needs labels" in capsys.readouterr().err
 
 
+def test_crop_trains_on_windows_and_refuses_what_cannot_work(tmp_path, capsys):
+    from latentlab.experiments.contrastive import make_step, training_views
+
+    config = Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8, crop=10)
+    views = training_views(config, "flips", (3, 16, 16))
+    assert views(torch.rand(6, 3, 16, 16)).shape == (6, 3, 10, 10)
+    # SimCLR's views: its random resized crop, made at the window's size
+    simclr = training_views(config, "simclr", (3, 16, 16))(torch.rand(6, 3, 16, 16))
+    assert simclr.shape == (6, 3, 10, 10)
+    model = build(config, (3, 16, 16))
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    loss = make_step(config, views)(model, torch.rand(6, 3, 16, 16), labels)["loss"]
+    assert torch.isfinite(loss)
+    out = ["--out", str(tmp_path)]
+    assert main(["train", "supcon", *QUICK, "--encoder", "resnet", "--crop", "9", *out]) == 2
+    assert "larger than the 8x8 images" in capsys.readouterr().err
+    assert main(["train", "supcon", *QUICK, "--encoder", "conv", "--crop", "8", *out]) == 2
+    assert "--crop needs --encoder resnet" in capsys.readouterr().err
+    assert main(["train", "supcon", *QUICK, "--crop", "4", *out]) == 2
+    assert "--crop must be 0" in capsys.readouterr().err
+
+
 def test_encoders_trained_on_mirrored_images_embed_with_test_time_flips():
     flipped = build(Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8),
                     (3, 16, 16))

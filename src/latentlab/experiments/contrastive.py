@@ -27,7 +27,7 @@ from latentlab.models import CONTRASTIVE_MODELS, ContrastiveModel, resolve_famil
 from latentlab.pairs import balanced_pairs
 from latentlab.plots import plot_distance_histograms
 from latentlab.training import TrainStep
-from latentlab.transforms import AUGMENTATIONS
+from latentlab.transforms import AUGMENTATIONS, random_crop, simclr_augment
 
 PROJECTION_DIM = 128  # SupCon/SimCLR head output, as in both papers
 PAIRS_PER_IMAGE = 4  # pairs read from each embedded batch, per image: more signal per forward pass
@@ -47,6 +47,25 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> ContrastiveModel
     torch.manual_seed(config.seed)
     return CONTRASTIVE_MODELS[encoder](image_shape, latent_dim=config.latent_dim,
                                        projection_dim=projection_dim, **options)
+
+
+def training_views(config: Config, augmentation: str,
+                   image_shape: tuple[int, int, int]) -> Callable[[Tensor], Tensor]:
+    """The augmentation, then with --crop a random window of each view (SimCLR's random
+    resized crop is made at that size instead): fewer pixels per step, so more epochs in a
+    time budget; the encoder pools globally, so it still embeds whole images."""
+    augment = AUGMENTATIONS[augmentation]
+    if not config.crop:
+        return augment
+    if config.crop > min(image_shape[1:]):
+        raise UserError(f"--crop {config.crop} is larger than the {image_shape[1]}x"
+                        f"{image_shape[2]} images; choose a smaller window or 0")
+    if resolve_family(CONTRASTIVE_MODELS, config.encoder, image_shape, config.experiment) \
+            != "resnet":
+        raise UserError("--crop needs --encoder resnet, which embeds images of any size")
+    if augment is simclr_augment:
+        return lambda images: simclr_augment(images, size=(config.crop, config.crop))
+    return lambda images: random_crop(augment(images), config.crop)
 
 
 def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
@@ -86,7 +105,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     model = build(config, data.image_shape)
     augmentation = shared.augmentation_name(config, data.image_shape)
     print(f"{TITLES[name]} with {augmentation} augmentation")
-    step = make_step(config, AUGMENTATIONS[augmentation])
+    step = make_step(config, training_views(config, augmentation, data.image_shape))
     result = shared.train(model, config, data, step, step, resume)
     metrics, _, _ = shared.evaluate_embeddings(model, data, config, name, TITLES[name])
     saved = np.load(config.run_dir / "test_embeddings.npz")
