@@ -138,7 +138,7 @@ class Config:
                      "bottleneck_blocks", "class_weight"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"--{dashed(name)} must be 0 or more, not {getattr(self, name)}")
-        if 0 < self.crop < 8 or self.crop < 0:
+        if self.crop != 0 and self.crop < 8:
             raise UserError(f"--crop must be 0 (whole images) or 8 or more, not {self.crop}")
         for name in ("bottleneck_blocks", "class_weight"):
             if getattr(self, name) and self.model != "unet":

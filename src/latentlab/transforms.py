@@ -84,13 +84,16 @@ def random_crop(images: Tensor, size: int, generator: torch.Generator | None = N
     """Per image: a size x size window at a random whole-pixel place, copied exactly (no
     resampling). (B, C, H, W) -> (B, C, size, size)."""
     b, c, h, w = images.shape
-    top = (uniform(b, 0, h - size + 1, images, generator).floor().long()
-           .to(images.device)[:, None] + torch.arange(size, device=images.device))  # (B, size)
-    left = (uniform(b, 0, w - size + 1, images, generator).floor().long()
-            .to(images.device)[:, None] + torch.arange(size, device=images.device))
+    steps = torch.arange(size, device=images.device)
+
+    def window(length: int) -> Tensor:  # (B, size): each image's indices along one axis
+        start = uniform(b, 0, length - size + 1, images, generator).floor().long()
+        return start[:, None] + steps
+
+    rows, cols = window(h), window(w)
     batch = torch.arange(b, device=images.device)[:, None, None, None]
     channel = torch.arange(c, device=images.device)[None, :, None, None]
-    return images[batch, channel, top[:, None, :, None], left[:, None, None, :]]
+    return images[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale uses

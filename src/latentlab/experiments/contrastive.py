@@ -63,7 +63,7 @@ def training_views(config: Config, augmentation: str,
     if resolve_family(CONTRASTIVE_MODELS, config.encoder, image_shape, config.experiment) \
             != "resnet":
         raise UserError("--crop needs --encoder resnet, which embeds images of any size")
-    if augment is simclr_augment:
+    if augmentation == "simclr":
         return lambda images: simclr_augment(images, size=(config.crop, config.crop))
     return lambda images: random_crop(augment(images), config.crop)
 
