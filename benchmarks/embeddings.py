@@ -31,8 +31,16 @@ from latentlab import checkpoint
 from latentlab.checkpoint import write_json_atomic
 from latentlab.config import Config
 from latentlab.data import load_dataset
-from latentlab.evaluation import embed_all, knn_accuracy, linear_probe_accuracy
+from latentlab.evaluation import (
+    embed_all,
+    knn_accuracy,
+    linear_probe_accuracy,
+    pair_distances,
+    pair_metrics,
+    tsne_2d,
+)
 from latentlab.experiments import EXPERIMENTS
+from latentlab.plots import plot_distance_histograms, plot_embedding_maps
 from latentlab.splits import training_data
 
 ROOT = Path(__file__).resolve().parent
@@ -45,6 +53,8 @@ DATASETS: dict[str, dict[str, Any]] = {
     "fashion-mnist": {"dataset": "fashion-mnist"}}
 TITLES = {"cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST"}
 METHODS = ["autoencoder", "contrastive", "supcon", "simclr"]
+NAMES = {"autoencoder": "Autoencoder", "contrastive": "Margin contrastive",
+         "supcon": "SupCon", "simclr": "SimCLR"}
 # kNN targets (issue 28): on real pixels for CIFAR-10, on the test split for Fashion-MNIST
 TARGETS = {("cifar10", "supcon"): 0.90, ("cifar10", "simclr"): 0.75,
            ("cifar10", "contrastive"): 0.80, ("fashion-mnist", "supcon"): 0.94}
@@ -84,6 +94,12 @@ def official_images() -> tuple[torch.Tensor, torch.Tensor] | None:
     data = load_dataset(f"folder:{OFFICIAL}")
     return (torch.cat([data.train_images, data.test_images]),
             torch.cat([data.train_labels, data.test_labels]))
+
+
+def prefers_flips(group: list[dict[str, Any]]) -> bool:
+    """Test-time flips or not: whichever the validation split prefers, on average."""
+    return statistics.mean(r["val_knn_flips"] for r in group) > statistics.mean(
+        r["val_knn"] for r in group)
 
 
 def extra_scores(config: Config, dataset: str) -> dict[str, float]:
@@ -170,9 +186,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
               f"{'real probe':>15}{'target':>8}")
     print("\n" + header + "\n" + "-" * len(header))
     for (method, dataset, minutes, overrides), group in cells.items():
-        # test-time flips or not: whichever the validation split prefers, on average
-        flips = statistics.mean(r["val_knn_flips"] for r in group) > statistics.mean(
-            r["val_knn"] for r in group)
+        flips = prefers_flips(group)
         s = "_flips" if flips else ""
         column = {k: [r[k] for r in group if k in r]
                   for k in (f"val_knn{s}", f"test_knn{s}", f"real_knn{s}", f"real_linear_probe{s}")}
@@ -186,6 +200,44 @@ def print_table(runs: list[dict[str, Any]]) -> None:
     print("flips: test-time flips, where validation prefers them; test: the JPEG copy's test "
           "split (Fashion-MNIST: its test split); real: 5,085 official CIFAR-10 images, twins "
           "kept out of training")
+
+
+def draw_figures(runs: list[dict[str, Any]], args: argparse.Namespace, folder: Path) -> None:
+    """t-SNE maps and pair-distance histograms of the 5,085 real-pixel images as seed 0 of
+    each CIFAR-10 method embeds them (flips as validation chose): the table's pictures."""
+    official = official_images()
+    if official is None:
+        raise SystemExit(f"--figures needs the real-pixel images, {OFFICIAL}")
+    images, labels = official
+    maps, panels = [], []
+    for method in args.methods:
+        cell = [r for r in runs if same_run(r, method, "cifar10", r["seed"], args)]
+        first = next((r for r in cell if r["seed"] == 0), None)
+        if first is None:
+            continue
+        flips = prefers_flips(cell)
+        model = checkpoint.load(config_of(method, "cifar10", 0, args).run_dir
+                                / f"{method}_model.pth")
+        model.mirror = flips
+        z = embed_all(model, images)
+        knn = first["real_knn_flips" if flips else "real_knn"]
+        maps.append((tsne_2d(z), labels, f"{NAMES[method]}: real-pixel kNN {knn:.3f}"))
+        positive, negative = pair_distances(z, labels)
+        panels.append({"title": f"{NAMES[method]} (pair AUC "
+                                f"{pair_metrics(positive, negative)['pair_auc']:.3f})",
+                       "positive": positive, "negative": negative,
+                       "xlabel": "Euclidean distance of embeddings"})
+        print(f"{NAMES[method]}: seed 0, real-pixel kNN {knn:.3f}", flush=True)
+    if not maps:
+        raise SystemExit("--figures: no CIFAR-10 run of these methods and settings to draw")
+    names = load_dataset(f"folder:{OFFICIAL}").class_names
+    minutes = f"{args.minutes:g} minutes of training"
+    plot_embedding_maps(maps, names, folder / "cifar10_real_pixels_embeddings.png",
+                        f"t-SNE of 5,085 official CIFAR-10 images never seen in training "
+                        f"({minutes})", columns=2)
+    plot_distance_histograms(panels, folder / "cifar10_real_pixels_distances.png",
+                             f"Same-class and different-class pair distances, real pixels "
+                             f"({minutes})")
 
 
 def main() -> None:
@@ -207,6 +259,9 @@ def main() -> None:
     parser.add_argument("--tsne-points", type=int, default=2000)
     parser.add_argument("--json", default=str(ROOT / "results" / "embeddings-real-pixels.json"),
                         help="finished runs, kept between invocations")
+    parser.add_argument("--figures", metavar="FOLDER",
+                        help="also draw t-SNE maps and pair distances of the real-pixel "
+                             "images, seed 0 of each CIFAR-10 method, into FOLDER")
     args = parser.parse_args()
     args.set = parse_set(args.set)
     path = Path(args.json)
@@ -221,6 +276,8 @@ def main() -> None:
                 write_json_atomic({"runs": runs}, path)
                 print_table(runs)
     print_table(runs)
+    if args.figures:
+        draw_figures(runs, args, Path(args.figures))
 
 
 if __name__ == "__main__":

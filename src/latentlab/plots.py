@@ -205,17 +205,24 @@ def plot_distance_histograms(panels: Sequence[dict], path: str | Path, title: st
         ax.set_ylabel("density")
         ax.set_title(panel["title"])
         ax.legend(fontsize=8)
-    figure.suptitle(title)
+    figure.suptitle(title, y=1.03)  # above the panel titles
     save_figure(figure, path)
 
 
 def plot_embedding_maps(maps: Sequence[tuple[np.ndarray, Tensor, str]],
-                        class_names: Sequence[str], path: str | Path, title: str) -> None:
+                        class_names: Sequence[str], path: str | Path, title: str,
+                        columns: int = 0) -> None:
     """2-D maps side by side, each (points (N, 2), labels (N,), title), one colour per class
-    shared by all panels."""
-    figure, axes = plt.subplots(1, len(maps), figsize=(6 * len(maps) + 1.5, 5.5), squeeze=False)
-    for i, (ax, (points, labels, name)) in enumerate(zip(axes[0], maps)):
-        scatter_classes(ax, points, labels.numpy(), class_names, legend=i == len(maps) - 1)
+    shared by all panels, in rows of `columns` panels (0: one row); the legend ends row 1."""
+    columns = columns or len(maps)
+    rows = -(-len(maps) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns + 1.5, 5.5 * rows),
+                                squeeze=False)
+    for ax in axes.flat[len(maps):]:
+        ax.axis("off")
+    for i, (ax, (points, labels, name)) in enumerate(zip(axes.flat, maps)):
+        scatter_classes(ax, points, labels.numpy(), class_names,
+                        legend=i == min(columns, len(maps)) - 1)
         ax.set_title(name)
     figure.suptitle(title)
     save_figure(figure, path)
