@@ -87,13 +87,14 @@ def config_of(method: str, dataset: str, seed: int, args: argparse.Namespace) ->
                   **recipe).validate()
 
 
-def official_images() -> tuple[torch.Tensor, torch.Tensor] | None:
-    """All 5,085 real-pixel images and their labels, or None where the file is missing."""
+def official_images() -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """All 5,085 real-pixel images, their labels and the class names, or None where the
+    file is missing."""
     if not OFFICIAL.is_file():
         return None
     data = load_dataset(f"folder:{OFFICIAL}")
     return (torch.cat([data.train_images, data.test_images]),
-            torch.cat([data.train_labels, data.test_labels]))
+            torch.cat([data.train_labels, data.test_labels]), data.class_names)
 
 
 def prefers_flips(group: list[dict[str, Any]]) -> bool:
@@ -116,7 +117,7 @@ def extra_scores(config: Config, dataset: str) -> dict[str, float]:
         queries = {"val": (data.val_images, data.val_labels),
                    "test": (data.test_images, data.test_labels)}
         if official is not None:
-            queries["real"] = official
+            queries["real"] = official[:2]
         for split, (images, labels) in queries.items():
             z = embed_all(model, images)
             scores[f"{split}_knn{suffix}"] = knn_accuracy(bank, data.train_labels, z, labels)
@@ -141,10 +142,15 @@ def run_one(method: str, dataset: str, seed: int, args: argparse.Namespace) -> d
                                   "crop", "time_budget", "exclude")}}
 
 
+def same_cell(run: dict[str, Any], method: str, dataset: str, args: argparse.Namespace) -> bool:
+    """Whether run has these settings, whatever its seed."""
+    return (run["method"], run["dataset"], run["minutes"], run["set"]) == (
+        method, dataset, args.minutes, args.set.get(method, {}))
+
+
 def same_run(run: dict[str, Any], method: str, dataset: str, seed: int,
              args: argparse.Namespace) -> bool:
-    return (run["method"], run["dataset"], run["seed"], run["minutes"], run["set"]) == (
-        method, dataset, seed, args.minutes, args.set.get(method, {}))
+    return run["seed"] == seed and same_cell(run, method, dataset, args)
 
 
 def machine() -> dict[str, Any]:
@@ -208,10 +214,10 @@ def draw_figures(runs: list[dict[str, Any]], args: argparse.Namespace, folder: P
     official = official_images()
     if official is None:
         raise SystemExit(f"--figures needs the real-pixel images, {OFFICIAL}")
-    images, labels = official
+    images, labels, names = official
     maps, panels = [], []
     for method in args.methods:
-        cell = [r for r in runs if same_run(r, method, "cifar10", r["seed"], args)]
+        cell = [r for r in runs if same_cell(r, method, "cifar10", args)]
         first = next((r for r in cell if r["seed"] == 0), None)
         if first is None:
             continue
@@ -230,7 +236,6 @@ def draw_figures(runs: list[dict[str, Any]], args: argparse.Namespace, folder: P
         print(f"{NAMES[method]}: seed 0, real-pixel kNN {knn:.3f}", flush=True)
     if not maps:
         raise SystemExit("--figures: no CIFAR-10 run of these methods and settings to draw")
-    names = load_dataset(f"folder:{OFFICIAL}").class_names
     minutes = f"{args.minutes:g} minutes of training"
     plot_embedding_maps(maps, names, folder / "cifar10_real_pixels_embeddings.png",
                         f"t-SNE of 5,085 official CIFAR-10 images never seen in training "
