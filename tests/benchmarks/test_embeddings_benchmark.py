@@ -38,3 +38,16 @@ def test_set_options_are_typed_like_the_config(bench):
         "supcon": {"views": 1}, "simclr": {"temperature": 0.5}}
     with pytest.raises(SystemExit, match="METHOD.OPTION=VALUE"):
         bench["parse_set"](["views=1"])
+
+
+def test_figures_say_what_is_missing(bench, monkeypatch, tmp_path):
+    args = bench["argparse"].Namespace(methods=["supcon"], minutes=30, set={})
+    script = bench["draw_figures"].__globals__  # run_path returns a copy of these
+    monkeypatch.setitem(script, "official_images", lambda: None)
+    with pytest.raises(SystemExit, match="--figures needs the real-pixel images"):
+        bench["draw_figures"]([], args, tmp_path)
+    images = (bench["torch"].zeros(2, 3, 32, 32), bench["torch"].zeros(2), ["a", "b"])
+    monkeypatch.setitem(script, "official_images", lambda: images)
+    with pytest.raises(SystemExit, match="no CIFAR-10 run of these methods"):
+        bench["draw_figures"]([run(0, 0.9, 0.91, 0.8, 0.81)], args, tmp_path)  # Fashion-MNIST
+    assert not list(tmp_path.iterdir())
