@@ -1,8 +1,12 @@
 """Exclusion lists, JPEG twins, extra training images and the validation split."""
 
+import json
+import math
+
 import pytest
 import torch
 
+from latentlab.cli import main
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.errors import UserError
@@ -13,7 +17,7 @@ from latentlab.splits import (
     validation_size,
 )
 
-from datafiles import write_official_and_twins
+from datafiles import write_image_folder, write_official_and_twins
 
 
 def codes(images: torch.Tensor) -> set[int]:
@@ -101,3 +105,28 @@ def test_extra_training_images_must_match_in_size_and_classes(tmp_path):
     official, _ = write_official_and_twins(tmp_path)
     with pytest.raises(UserError, match="must match"):
         training_data(Config(dataset=official, extra_train="digits"))
+
+
+def test_validation_batches_of_a_class_sorted_folder_mix_the_classes(tmp_path):
+    root = write_image_folder(tmp_path / "sorted", classes=("a", "b"), per_class=300,
+                              splits=())
+    data = training_data(Config(dataset=f"folder:{root}", validation=200))
+    assert data.val_labels is not None and len(data.val_labels) == 200
+    # read class by class, yet the first 100 validation images hold both classes
+    assert 30 < int(data.val_labels[:100].sum()) < 70
+    assert [n.split("/")[-2] for n in data.val_names] == [
+        "ab"[label] for label in data.val_labels.tolist()]
+
+
+@pytest.mark.slow
+def test_supcon_validation_loss_falls_on_a_class_sorted_folder(tmp_path):
+    root = write_image_folder(tmp_path / "sorted", classes=("a", "b"), per_class=1000,
+                              splits=())
+    assert main(["train", "supcon", "--dataset", f"folder:{root}", "--validation", "1000",
+                 "--epochs", "4", "--batch-size", "100", "--encoder", "mlp",
+                 "--tsne-points", "20", "--out", str(tmp_path / "out")]) == 0
+    history = json.loads((tmp_path / "out" / "supcon" / "history.json").read_text())
+    # a batch of 500 images of one class cannot score below log(499): the loss would sit
+    # there while the training loss falls (two classes mixed: down to log(249))
+    assert history[-1]["val_loss"] < math.log(499) - 0.4
+    assert history[-1]["val_loss"] < history[0]["val_loss"]

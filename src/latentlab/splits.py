@@ -105,14 +105,16 @@ def validation_size(n_train: int, requested: int | None) -> int:
 
 
 def hold_out_validation(data: ImageData, size: int, seed: int) -> ImageData:
-    """Move a seeded random `size` of the training images into the validation split."""
+    """Move a seeded random `size` of the training images into the validation split, in that
+    random order: a folder is read class by class, and validation batches of one class would
+    make every batch-wise loss (SupCon's, the margin loss) measure nothing."""
     order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed))
-    is_val = torch.zeros(len(order), dtype=torch.bool)
-    is_val[order[:size]] = True
+    val, is_val = order[:size], torch.zeros(len(order), dtype=torch.bool)
+    is_val[val] = True
     names = data.train_names
-    return replace(data.select_train(~is_val), val_images=data.train_images[is_val],
-                   val_labels=data.train_labels[is_val],
-                   val_names=[n for n, v in zip(names, is_val.tolist()) if v])
+    return replace(data.select_train(~is_val), val_images=data.train_images[val],
+                   val_labels=data.train_labels[val],
+                   val_names=[names[i] for i in val.tolist()] if names else [])
 
 
 def without_listed(data: ImageData, listed: set[str], what: str) -> ImageData:
