@@ -28,9 +28,9 @@ from typing import Any
 import torch
 
 from latentlab import checkpoint
-from latentlab.checkpoint import write_json_atomic
 from latentlab.config import Config
 from latentlab.data import load_dataset
+from latentlab.data.splits import training_data
 from latentlab.evaluation import (
     embed_all,
     knn_accuracy,
@@ -40,8 +40,8 @@ from latentlab.evaluation import (
     tsne_2d,
 )
 from latentlab.experiments import EXPERIMENTS
+from latentlab.files import write_json_atomic
 from latentlab.plots import plot_distance_histograms, plot_embedding_maps
-from latentlab.splits import training_data
 
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent.parent / "shared" / "datasets"

@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from separation import machine  # noqa: E402
 
-from latentlab.checkpoint import write_json_atomic  # noqa: E402
 from latentlab.config import Config  # noqa: E402
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation  # noqa: E402
+from latentlab.files import write_json_atomic  # noqa: E402
 
 DATASETS = (ROOT / "../shared/datasets").resolve()
 OFFICIAL = f"folder:{DATASETS / 'cifar10-official-5k.zip'}"

@@ -42,12 +42,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentlab.checkpoint import write_json_atomic  # noqa: E402
 from latentlab.config import Config  # noqa: E402
 from latentlab.data import ImageData  # noqa: E402
+from latentlab.data.mixtures import MixturePairs, fixed_test_mixtures  # noqa: E402
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
-from latentlab.mixtures import MixturePairs, fixed_test_mixtures  # noqa: E402
+from latentlab.files import write_json_atomic  # noqa: E402
 from latentlab.models import SEPARATORS  # noqa: E402
 from latentlab.plots import plt, save_figure  # noqa: E402
 from latentlab.training import Interrupted, pick_device  # noqa: E402

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from latentlab.config import Config
+from latentlab.data.mixtures import MixturePairs
 from latentlab.devices import bf16_native, pick_device
 from latentlab.experiments import autoencoder, contrastive, separation, shared, vae
-from latentlab.mixtures import MixturePairs
 from latentlab.models import ImageModel
 from latentlab.transforms import AUGMENTATIONS
 

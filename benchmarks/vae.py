@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from latentlab.checkpoint import write_json_atomic
 from latentlab.config import Config
+from latentlab.data.splits import training_data
 from latentlab.evaluate import read_twin_images
 from latentlab.experiments.shared import code_version, num_parameters
 from latentlab.experiments.vae import ElboStep, elbo_metrics
+from latentlab.files import write_json_atomic
 from latentlab.models import ConvVAE
-from latentlab.splits import training_data
 from latentlab.training import fit, pick_device
 
 ROOT = Path(__file__).resolve().parent.parent

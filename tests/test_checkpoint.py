@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 import latentlab
-from latentlab.checkpoint import model_record, save_atomic
+from latentlab.checkpoint import model_record
 from latentlab.errors import UserError
+from latentlab.files import save_atomic
 from latentlab.models import ConvAutoencoder, MLPAutoencoder
 
 

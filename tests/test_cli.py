@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import latentlab
-from latentlab.checkpoint import model_record, save_atomic
+from latentlab.checkpoint import model_record
 from latentlab.cli import main
+from latentlab.files import save_atomic
 from latentlab.models import ConvAutoencoder
 
 from datafiles import png_bytes, write_image_folder

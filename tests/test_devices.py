@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentlab.checkpoint import load, model_record, save_atomic
+from latentlab.checkpoint import load, model_record
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.devices import bf16_native, pick_device, use_bf16
 from latentlab.errors import UserError
+from latentlab.files import save_atomic
 from latentlab.models import UNetSeparator
 from latentlab.training import fit
 

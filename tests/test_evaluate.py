@@ -6,16 +6,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentlab.checkpoint import model_record, save_atomic
+from latentlab.checkpoint import model_record
 from latentlab.cli import main
 from latentlab.config import Config
 from latentlab.data import load_dataset
+from latentlab.data.mixtures import MixturePairs, fixed_test_mixtures
+from latentlab.data.splits import training_data
+from latentlab.data.twins import read_twins
 from latentlab.evaluate import evaluate_saved
 from latentlab.evaluation import shortcut_ratio
 from latentlab.experiments import separation
-from latentlab.mixtures import MixturePairs, fixed_test_mixtures
+from latentlab.files import save_atomic
 from latentlab.models import MLPAutoencoder
-from latentlab.splits import read_twins, training_data
 
 from datafiles import write_official_and_twins
 

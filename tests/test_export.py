@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from latentlab.checkpoint import model_record, save_atomic
+from latentlab.checkpoint import model_record
 from latentlab.cli import main
 from latentlab.data import load_dataset
 from latentlab.errors import UserError
 from latentlab.export import embed_images, read_images, read_projector_tsv, write_projector_tsv
+from latentlab.files import save_atomic
 from latentlab.models import MLPAutoencoder
 
 from datafiles import png_bytes, write_image_folder

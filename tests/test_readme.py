@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from latentlab.config import Config
-from latentlab.splits import LARGE_TRAINING_SET, LARGE_VALIDATION, VALIDATION_FRACTION
+from latentlab.data.splits import LARGE_TRAINING_SET, LARGE_VALIDATION, VALIDATION_FRACTION
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

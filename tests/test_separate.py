@@ -5,8 +5,9 @@ import torch
 from PIL import Image
 
 import latentlab
-from latentlab.checkpoint import model_record, save_atomic
+from latentlab.checkpoint import model_record
 from latentlab.cli import main
+from latentlab.files import save_atomic
 from latentlab.models import MLPAutoencoder
 from latentlab.separate import output_stems, read_image
 

@@ -230,8 +230,8 @@ def command_separate(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from latentlab.checkpoint import write_json_atomic
     from latentlab.evaluate import describe, evaluate_saved
+    from latentlab.files import write_json_atomic
 
     if args.test_limit is not None and args.test_limit < 2:
         raise UserError(f"--test-limit must be 2 or more, not {args.test_limit}")

@@ -16,17 +16,12 @@ from typing import Any
 from latentlab.checkpoint import load
 from latentlab.config import from_dict
 from latentlab.data import ImageData, load_dataset
+from latentlab.data.folders import matching
+from latentlab.data.mixtures import fixed_test_mixtures
+from latentlab.data.splits import training_data
+from latentlab.data.twins import read_twin_images, read_twins, twin_of, twins_file
 from latentlab.errors import UserError
 from latentlab.evaluation import embed_all, embedding_metrics
-from latentlab.mixtures import fixed_test_mixtures
-from latentlab.splits import (
-    matching,
-    read_twin_images,
-    read_twins,
-    training_data,
-    twin_of,
-    twins_file,
-)
 
 
 def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,

@@ -233,10 +233,10 @@ def tile_swap_psnr(estimate_1: Tensor, estimate_2: Tensor, source_1: Tensor,
 
 def pair_distances(embeddings: Tensor, labels: Tensor, n_pairs: int = 10000,
                    seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Euclidean distances of seeded balanced pairs (latentlab.pairs.balanced_pairs).
+    """Euclidean distances of seeded balanced pairs (latentlab.data.pairs.balanced_pairs).
 
     embeddings: (N, D), labels: (N,) -> (positive-pair distances, negative-pair distances)."""
-    from latentlab.pairs import balanced_pairs
+    from latentlab.data.pairs import balanced_pairs
 
     generator = torch.Generator().manual_seed(seed)
     first, second, is_positive = balanced_pairs(labels, n_pairs, generator)

@@ -11,9 +11,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentlab.checkpoint import atomic_write, load, write_json_atomic, write_text_atomic
-from latentlab.data import IMAGE_SUFFIXES, decode_image, folder_entries, load_dataset, visible
+from latentlab.checkpoint import load
+from latentlab.data import load_dataset
+from latentlab.data.folders import IMAGE_SUFFIXES, decode_image, folder_entries, visible
 from latentlab.errors import UserError
+from latentlab.files import atomic_write, write_json_atomic, write_text_atomic
 
 SPLITS = ("test", "train", "all")
 

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from latentlab.checkpoint import atomic_write  # noqa: E402
+from latentlab.files import atomic_write  # noqa: E402
 
 
 def save_figure(figure: Figure, path: str | Path) -> None:

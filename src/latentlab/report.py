@@ -20,9 +20,9 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from latentlab.checkpoint import write_text_atomic
 from latentlab.errors import UserError
 from latentlab.explorer import explorer_data
+from latentlab.files import write_text_atomic
 
 REPORT_NAME = "report.html"
 # Metric name fragments and which way is better; used to mark the best value in each row.

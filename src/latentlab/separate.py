@@ -11,7 +11,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from latentlab.checkpoint import load
-from latentlab.data import IMAGE_SUFFIXES, decode_image, visible
+from latentlab.data.folders import IMAGE_SUFFIXES, decode_image, visible
 from latentlab.errors import UserError
 from latentlab.evaluation import align_to_sources, psnr
 from latentlab.plots import plot_image_rows, plot_image_strip, save_image

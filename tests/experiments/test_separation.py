@@ -8,8 +8,8 @@ import torch
 import latentlab
 from latentlab.cli import main
 from latentlab.config import Config
+from latentlab.data.mixtures import MixturePairs
 from latentlab.experiments import separation, shared
-from latentlab.mixtures import MixturePairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,12 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from latentlab.checkpoint import model_record, save_atomic
+from latentlab.checkpoint import model_record
 from latentlab.config import Config
+from latentlab.data.mixtures import MixturePairs
 from latentlab.errors import UserError
 from latentlab.experiments import separation, shared
+from latentlab.files import save_atomic
 from latentlab.losses import permutation_invariant_mse
-from latentlab.mixtures import MixturePairs
 from latentlab.models import SEPARATORS, MLPAutoencoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import latentlab
-from latentlab.checkpoint import model_record, save_atomic
+from latentlab.checkpoint import model_record
+from latentlab.files import save_atomic
 from latentlab.models import MLPVAE, VAES, ConvVAE, causal_context
 
 

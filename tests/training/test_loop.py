@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from latentlab import training
-from latentlab.checkpoint import save_atomic
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.errors import UserError
 from latentlab.experiments.autoencoder import build, reconstruction_step
+from latentlab.files import save_atomic
 from latentlab.models import ConvAutoencoder
 from latentlab.training import Interrupted, fit, learning_rate
 from latentlab.training.schedule import progress

@@ -19,12 +19,12 @@ from torch import Tensor
 
 from latentlab import distributed
 from latentlab.config import Config
+from latentlab.data.pairs import balanced_pairs
 from latentlab.errors import UserError
 from latentlab.evaluation import pair_distances, pair_metrics
 from latentlab.experiments import shared
 from latentlab.losses import margin_contrastive_loss, supcon_loss
 from latentlab.models import CONTRASTIVE_MODELS, ContrastiveModel, resolve_family
-from latentlab.pairs import balanced_pairs
 from latentlab.plots import plot_distance_histograms
 from latentlab.training import TrainStep
 from latentlab.transforms import AUGMENTATIONS, random_crop, simclr_augment

@@ -15,14 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from latentlab import distributed
-from latentlab.checkpoint import (
-    model_record,
-    read_checkpoint,
-    rebuild,
-    save_atomic,
-    write_json_atomic,
-)
+from latentlab.checkpoint import model_record, read_checkpoint, rebuild
 from latentlab.config import Config
+from latentlab.data.mixtures import MixturePairs, fixed_test_mixtures, training_mixtures
+from latentlab.data.twins import read_twin_images
 from latentlab.errors import UserError
 from latentlab.evaluation import (
     align_to_sources,
@@ -32,12 +28,11 @@ from latentlab.evaluation import (
     tile_swap_psnr,
 )
 from latentlab.experiments import shared
+from latentlab.files import save_atomic, write_json_atomic
 from latentlab.losses import separation_objective
-from latentlab.mixtures import MixturePairs, fixed_test_mixtures, training_mixtures
 from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator, UNetSeparator
 from latentlab.plots import plot_class_pair_psnr, plot_image_rows, plot_separation_comparison
 from latentlab.report import describe_class_pairs
-from latentlab.splits import read_twin_images
 from latentlab.training import pick_device, steps_per_epoch
 from latentlab.transforms import AUGMENTATIONS, no_augment
 

@@ -14,13 +14,14 @@ from torch import Tensor
 
 import latentlab
 from latentlab import distributed, tensorboard_curves, training
-from latentlab.checkpoint import model_record, save_atomic, save_npz_atomic, write_json_atomic
+from latentlab.checkpoint import model_record
 from latentlab.config import Config
 from latentlab.data import ImageData
+from latentlab.data.splits import training_data
 from latentlab.evaluation import embed_all, embedding_metrics, subsample, tsne_2d
+from latentlab.files import save_atomic, save_npz_atomic, write_json_atomic
 from latentlab.models import ImageModel
 from latentlab.plots import plot_embedding_map, plot_losses
-from latentlab.splits import training_data
 from latentlab.training import EvalStep, TrainResult, TrainStep, pick_device
 
 

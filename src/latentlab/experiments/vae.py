@@ -10,12 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latentlab.checkpoint import load, model_record, read_checkpoint, save_atomic
+from latentlab.checkpoint import load, model_record, read_checkpoint
 from latentlab.config import Config
 from latentlab.data import ImageData
 from latentlab.errors import UserError
 from latentlab.evaluation import active_units, reconstruction_metrics
 from latentlab.experiments import autoencoder, shared
+from latentlab.files import save_atomic
 from latentlab.losses import (
     beta_vae_loss,
     bits_per_dim,

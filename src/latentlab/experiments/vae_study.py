@@ -10,11 +10,11 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
-from latentlab.checkpoint import write_json_atomic
 from latentlab.config import Config
 from latentlab.evaluation import embed_all, knn_accuracy, reconstruction_metrics
 from latentlab.experiments import shared, vae
 from latentlab.experiments.shared import code_version
+from latentlab.files import write_json_atomic
 from latentlab.plots import image_grid, save_figure
 
 DEFAULT_BETAS = (0.1, 0.5, 1.0, 4.0)

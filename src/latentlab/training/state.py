@@ -12,9 +12,10 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from latentlab.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_atomic
+from latentlab.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint
 from latentlab.config import Config
 from latentlab.errors import UserError
+from latentlab.files import save_atomic
 from latentlab.models import ImageModel
 
 # Options that may change between an interrupted run and its resumption.

@@ -9,13 +9,9 @@ import torch
 from latentlab.cli import main
 from latentlab.config import Config
 from latentlab.data import load_dataset
+from latentlab.data.folders import name_ends, read_names
+from latentlab.data.splits import training_data, validation_size
 from latentlab.errors import UserError
-from latentlab.splits import (
-    name_ends,
-    read_names,
-    training_data,
-    validation_size,
-)
 
 from datafiles import write_image_folder, write_official_and_twins
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from latentlab.data.pairs import balanced_pairs
 from latentlab.evaluation import pair_distances, pair_metrics
-from latentlab.pairs import balanced_pairs
 
 
 def uneven_labels():

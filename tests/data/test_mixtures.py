@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import latentlab
-from latentlab.mixtures import (
+from latentlab.data.mixtures import (
     MixturePairs,
     distinct_pairs,
     fixed_test_mixtures,

@@ -1,3 +1,4 @@
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -5,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentlab import data
-from latentlab.data import OFFICIAL, load_dataset
+from latentlab.data import describe_datasets, folders, load_dataset, official
+from latentlab.data.official import OFFICIAL
 from latentlab.errors import UserError
 
 from datafiles import (
@@ -85,7 +86,7 @@ def test_download_with_the_right_checksum_is_used(
     mirror, url = http_mirror
     write_mnist(mirror)
     spec = OFFICIAL["mnist"]
-    files = [(name, data.hashlib.md5((mirror / name).read_bytes()).hexdigest())
+    files = [(name, hashlib.md5((mirror / name).read_bytes()).hexdigest())
              for name, _ in spec.files]
     monkeypatch.setattr(spec, "files", files)
     monkeypatch.setattr(spec, "mirrors", [url])
@@ -95,7 +96,7 @@ def test_download_with_the_right_checksum_is_used(
 def test_missing_dataset_without_network_says_where_to_put_files(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(OFFICIAL["cifar10"], "mirrors", ["http://127.0.0.1:9/"])  # nothing there
-    monkeypatch.setattr(data, "search_roots", lambda d: [tmp_path / "nothing"])
+    monkeypatch.setattr(official, "search_roots", lambda d: [tmp_path / "nothing"])
     with pytest.raises(UserError, match="could not be downloaded.*Put cifar-10-python.tar.gz in"):
         load_dataset("cifar10")
 
@@ -135,7 +136,7 @@ def test_folder_without_splits_gets_a_seeded_stratified_holdout(tmp_path: Path) 
 def test_decoded_folder_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_image_folder(tmp_path / "pets", per_class=2)
     first = load_dataset(f"folder:{tmp_path / 'pets'}")
-    monkeypatch.setattr(data, "decode_image", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(folders, "decode_image", lambda *a: pytest.fail("decoded again"))
     second = load_dataset(f"folder:{tmp_path / 'pets'}")
     assert torch.equal(first.train_images, second.train_images)
 
@@ -179,6 +180,6 @@ def test_limit_takes_a_seeded_subset() -> None:
 
 def test_describe_datasets_reports_where_each_was_found(tmp_path: Path) -> None:
     write_mnist(tmp_path / "mnist")
-    found = dict(data.describe_datasets(tmp_path))
+    found = dict(describe_datasets(tmp_path))
     assert found["mnist"] == f"found in {tmp_path / 'mnist'}"
     assert set(found) == {"cifar10", "mnist", "fashion-mnist", "digits", "folder:PATH"}

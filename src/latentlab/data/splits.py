@@ -5,92 +5,26 @@ a second dataset (`--extra-train SPEC`, e.g. the CIFAR-10 JPEG copy beside offic
 and a seeded validation split is held out of them: everything a run chooses (best weights,
 the end of a time budget) is chosen on it, and the test split is scored once, at the end.
 
-Twins are one image stored twice, e.g. an official CIFAR-10 image and its JPEG re-encoding.
-A twins file beside a dataset (`<name>-jpeg-twins.txt` beside `<name>.zip`) lists one pair of
-names per line; an extra training image whose twin is a validation or test image is left
+An extra training image whose twin (data/twins.py) is a validation or test image is left
 out, so an image scores a model only if neither it nor its twin was seen in training.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from latentlab.config import Config
-from latentlab.data import ImageData, decode_image, folder_entries, load_dataset, visible
+from latentlab.data.datasets import load_dataset
+from latentlab.data.folders import matching, read_names
+from latentlab.data.image_data import ImageData
+from latentlab.data.twins import read_twins, twins_file, twins_of
 from latentlab.errors import UserError
 
 LARGE_TRAINING_SET = 40_000  # from this many training images on, ...
 LARGE_VALIDATION = 5_000  # ... this many are held out for validation,
 VALIDATION_FRACTION = 0.1  # else this share of them
-
-
-def read_names(path: str | Path) -> set[str]:
-    """The image names listed in a text file: any number per line, '#' starts a comment."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"--exclude {path} does not exist; give a text file of image names "
-                        "(paths inside the folder or zip, one or more per line)")
-    try:
-        text = file.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read --exclude {path} ({error})") from None
-    return {name for line in text.splitlines() for name in line.split("#")[0].split()}
-
-
-def name_ends(name: str) -> list[str]:
-    """A member name and its ends at folder boundaries (of two parts or more):
-    a/b/c.png -> a/b/c.png, b/c.png. A listed name matches a member with that end, so lists
-    may leave out wrapping folders."""
-    parts = Path(name).parts
-    return ["/".join(parts[i:]) for i in range(max(1, len(parts) - 1))]
-
-
-def matching(names: list[str], listed: set[str] | dict[str, str]) -> torch.Tensor:
-    """(N,) bool: which of names a listed name matches (see name_ends)."""
-    return torch.tensor([any(end in listed for end in name_ends(n)) for n in names],
-                        dtype=torch.bool)
-
-
-def folder_path(spec: str) -> Path | None:
-    return Path(spec.removeprefix("folder:")).expanduser() if spec.startswith("folder:") else None
-
-
-def twins_file(spec: str) -> Path | None:
-    """The twins file beside a folder dataset: <name>-jpeg-twins.txt beside <name>[.zip]."""
-    path = folder_path(spec)
-    if path is None:
-        return None
-    candidate = path.parent / f"{path.name.removesuffix('.zip')}-jpeg-twins.txt"
-    return candidate if candidate.is_file() else None
-
-
-def read_twins(path: Path) -> dict[str, str]:
-    """Both directions of every pair of names in a twins file."""
-    twins: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        names = line.split()
-        if not names:
-            continue
-        if len(names) != 2:
-            raise UserError(f"{path}, line {number}: expected two names, found {len(names)}")
-        twins[names[0]], twins[names[1]] = names[1], names[0]
-    return twins
-
-
-def twin_of(name: str, twins: dict[str, str]) -> str | None:
-    """The twin a twins file names for this member name (matched by its ends), or None."""
-    end = next((e for e in name_ends(name) if e in twins), None)
-    return None if end is None else twins[end]
-
-
-def twins_of(names: list[str], twins: dict[str, str]) -> list[str]:
-    """The twin of each name that has one."""
-    return [twin for twin in (twin_of(n, twins) for n in names) if twin is not None]
 
 
 def validation_size(n_train: int, requested: int | None) -> int:
@@ -173,28 +107,3 @@ def add_extra_training(data: ImageData, config: Config, listed: set[str]) -> Ima
     return replace(data, train_images=torch.cat([data.train_images, kept.train_images]),
                    train_labels=torch.cat([data.train_labels, kept.train_labels]),
                    train_names=data.train_names + kept.train_names)
-
-
-def read_twin_images(dataset: str, names: list[str]) -> Tensor | None:
-    """(N, C, H, W) uint8: the JPEG twin of every named image, read from the folder or zip
-    beside the dataset that holds them; None without a twins file or such a folder."""
-    twins_path, path = twins_file(dataset), folder_path(dataset)
-    if twins_path is None or path is None or not names:
-        return None
-    twins = read_twins(twins_path)
-    wanted = []
-    for name in names:
-        twin = twin_of(name, twins)
-        if twin is None:
-            raise UserError(f"{twins_path} names no twin for {name}; every test image needs one")
-        wanted.append(twin)
-    for candidate in sorted(path.parent.iterdir()):
-        if candidate == path or not (candidate.is_dir() or candidate.suffix == ".zip"):
-            continue
-        members, read = folder_entries(candidate)
-        by_end = {end: m for m in members if visible(m) for end in name_ends(m)}
-        if all(w in by_end for w in wanted):
-            arrays = [decode_image(read(by_end[w]), f"{candidate}: {w}") for w in wanted]
-            return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    raise UserError(f"{twins_path} names JPEG twins such as {wanted[0]}, but no folder or zip "
-                    f"beside {path} holds them all; put the archive of the twins beside it")

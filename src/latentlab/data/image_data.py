@@ -1,0 +1,71 @@
+"""ImageData: a labelled dataset held in memory as uint8 tensors, and the seeded
+class-stratified hold-out that splits a dataset without split folders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ImageData:
+    """A labelled dataset held in memory."""
+
+    name: str
+    train_images: Tensor  # (N, C, H, W) uint8
+    train_labels: Tensor  # (N,) int64
+    test_images: Tensor  # (M, C, H, W) uint8
+    test_labels: Tensor  # (M,) int64
+    class_names: list[str]
+    source: str  # where the files were found
+    # member names of folder datasets (empty for the others), for exclusion lists and twins
+    train_names: list[str] = field(default_factory=list)
+    test_names: list[str] = field(default_factory=list)
+    # the seeded validation split held out of the training images (splits.hold_out_validation)
+    val_images: Tensor | None = None
+    val_labels: Tensor | None = None
+    val_names: list[str] = field(default_factory=list)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train_images.shape[1:]
+        return int(c), int(h), int(w)
+
+    def limit(self, train: int | None, test: int | None, seed: int = 0) -> ImageData:
+        """A seeded random subset (for quick runs); None keeps a split whole. Each split is
+        drawn on its own, so the test subset does not depend on the training limit."""
+
+        def pick(images: Tensor, labels: Tensor, names: list[str],
+                 n: int | None) -> tuple[Tensor, Tensor, list[str]]:
+            if n is None or n >= len(labels):
+                return images, labels, names
+            generator = torch.Generator().manual_seed(seed)
+            keep = torch.randperm(len(labels), generator=generator)[:n].sort().values
+            return images[keep], labels[keep], [names[i] for i in keep] if names else []
+
+        train_images, train_labels, train_names = pick(self.train_images, self.train_labels,
+                                                       self.train_names, train)
+        test_images, test_labels, test_names = pick(self.test_images, self.test_labels,
+                                                    self.test_names, test)
+        return replace(self, train_images=train_images, train_labels=train_labels,
+                       train_names=train_names, test_images=test_images,
+                       test_labels=test_labels, test_names=test_names)
+
+    def select_train(self, keep: Tensor) -> ImageData:
+        """The same data with only the training images where keep (N,) bool is True."""
+        names = [n for n, k in zip(self.train_names, keep.tolist()) if k]
+        return replace(self, train_images=self.train_images[keep],
+                       train_labels=self.train_labels[keep], train_names=names)
+
+
+def holdout_mask(labels: Tensor, seed: int, test_fraction: float = 0.2) -> Tensor:
+    """True for training items: a seeded, class-stratified hold-out of test_fraction."""
+    generator = torch.Generator().manual_seed(seed)
+    is_train = torch.ones(len(labels), dtype=torch.bool)
+    for c in labels.unique():
+        members = (labels == c).nonzero().squeeze(1)
+        members = members[torch.randperm(len(members), generator=generator)]
+        is_train[members[: round(len(members) * test_fraction)]] = False
+    return is_train
