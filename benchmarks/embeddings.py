@@ -31,7 +31,9 @@ from latentlab import checkpoint
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.data.splits import training_data
-from latentlab.evaluation import (
+from latentlab.experiments import EXPERIMENTS
+from latentlab.files import write_json_atomic
+from latentlab.metrics.embeddings import (
     embed_all,
     knn_accuracy,
     linear_probe_accuracy,
@@ -39,8 +41,6 @@ from latentlab.evaluation import (
     pair_metrics,
     tsne_2d,
 )
-from latentlab.experiments import EXPERIMENTS
-from latentlab.files import write_json_atomic
 from latentlab.plots import plot_distance_histograms, plot_embedding_maps
 
 ROOT = Path(__file__).resolve().parent

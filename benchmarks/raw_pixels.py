@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from latentlab.data import load_dataset
-from latentlab.evaluation import raw_pixel_knn_accuracy
+from latentlab.metrics.embeddings import raw_pixel_knn_accuracy
 
 HERE = Path(__file__).resolve().parent
 CIFAR = HERE.parent.parent / "shared" / "datasets" / "cifar10-jpeg.zip"

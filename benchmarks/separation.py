@@ -48,9 +48,11 @@ from latentlab.data.mixtures import MixturePairs, fixed_test_mixtures  # noqa: E
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
 from latentlab.files import write_json_atomic  # noqa: E402
+from latentlab.metrics.separation import separate_all  # noqa: E402
 from latentlab.models import SEPARATORS  # noqa: E402
 from latentlab.plots import plt, save_figure  # noqa: E402
 from latentlab.training import Interrupted, pick_device  # noqa: E402
+from latentlab.training.best import curve_since_first_run  # noqa: E402
 
 DATASET = "folder:" + str((ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve())
 DATASET_NAME = "CIFAR-10 (JPEG copy)"
@@ -177,7 +179,7 @@ def time_widths(args: argparse.Namespace, models: list[str]) -> list[dict]:
                             seed=args.seed).validate()
             model = separation.build(config, data.image_shape).to(pick_device(args.device))
             model.separate(test.mixtures(slice(0, 500)))  # warm-up: one-off set-up untimed
-            seconds = separation.separate_all(model, test)[2]
+            seconds = separate_all(model, test)[2]
             rows.append({"model": name, "width": width,
                          "num_parameters": shared.num_parameters(model),
                          "device": str(model.device), "test_mixtures": len(test),
@@ -211,7 +213,7 @@ def print_table(rows: list[dict]) -> None:
     print("\nValidation PSNR (dB) against training time (s) since the first epoch, after each "
           "epoch:")
     for r in rows:
-        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in separation.curve_since_first_run(r))
+        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in curve_since_first_run(r))
         print(f"  {r['model']} ({r['protocol']}): {curve}")
 
 
@@ -229,7 +231,7 @@ def print_spread(rows: list[dict]) -> None:
 def plot_curves(rows: list[dict], path: Path) -> None:
     figure, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
-        curve = separation.curve_since_first_run(r)
+        curve = curve_since_first_run(r)
         [line] = ax.plot([t / 60 for t, _ in curve], [p for _, p in curve], "-o", markersize=3,
                          label=f"{r['model']} ({r['protocol']}, "
                                f"{r['num_parameters']:,} parameters at the end)")

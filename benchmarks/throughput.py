@@ -24,6 +24,7 @@ from latentlab.data.mixtures import MixturePairs
 from latentlab.devices import bf16_native, pick_device
 from latentlab.experiments import autoencoder, contrastive, separation, shared, vae
 from latentlab.models import ImageModel
+from latentlab.training.schedule import kl_warmup
 from latentlab.transforms import AUGMENTATIONS
 
 HERE = Path(__file__).resolve().parent
@@ -78,11 +79,12 @@ def case(config: Config, clock: Clock, images: torch.Tensor,
             return model, autoencoder.reconstruction_step, lambda i: (images[i], labels[i])
         if name == "vae":
             model = vae.build(config, SHAPE)
-            return model, vae.elbo_step(config, len(images)), lambda i: (images[i], labels[i])
+            step = vae.ElboStep(kl_warmup(config, len(images), Path("none"), resume=False))
+            return model, step, lambda i: (images[i], labels[i])
         if name == "separator":
             model = separation.build(config, SHAPE)
             pairs = MixturePairs(images)
-            step = separation.make_train_step(config, 100, False, augmentation, pairs)
+            step = separation.make_train_step(config, None, augmentation, pairs)
             return model, step, lambda i: (pairs.mixture_view()[i], i)
         model = contrastive.build(config, SHAPE)
         step = contrastive.make_step(config, AUGMENTATIONS[augmentation])

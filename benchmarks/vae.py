@@ -27,12 +27,14 @@ import torch
 
 from latentlab.config import Config
 from latentlab.data.splits import training_data
-from latentlab.evaluate import read_twin_images
+from latentlab.data.twins import read_twin_images
 from latentlab.experiments.shared import code_version, num_parameters
-from latentlab.experiments.vae import ElboStep, elbo_metrics
+from latentlab.experiments.vae import ElboStep
 from latentlab.files import write_json_atomic
+from latentlab.metrics.likelihood import elbo_metrics
 from latentlab.models import ConvVAE
-from latentlab.training import fit, pick_device
+from latentlab.training import Job, Steps, fit, pick_device
+from latentlab.training.schedule import KLWarmup
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -88,11 +90,12 @@ def main() -> None:
               f"validation, {len(data.test_labels):,} test images")
         torch.manual_seed(seed)
         model = ConvVAE(data.image_shape, args.latent_dim, args.width, args.context)
-        step = ElboStep(1.0, 0)
+        step = ElboStep(KLWarmup(1.0, 0, 1))
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
-            result = fit(model, config, data.train_images, data.train_labels, data.val_images,
-                         data.val_labels, step, step, Path(folder) / "checkpoint.pth")
+            job = Job(config, (data.train_images, data.train_labels),
+                      (data.val_images, data.val_labels), Path(folder) / "checkpoint.pth")
+            result = fit(model, job, Steps(step, step))
         metrics = elbo_metrics(model, data.test_images, seed)
         twins = read_twin_images(args.dataset, data.test_names)
         if twins is not None:  # the same test images as the JPEG copy holds them

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from latentlab.config import Config
-from latentlab.evaluation import embed_all, embedding_metrics, subsample
 from latentlab.experiments import shared
+from latentlab.metrics.embeddings import embed_all, embedding_metrics, subsample
 from latentlab.models import MLPAutoencoder
 from latentlab.plots import plot_embedding_map, save_figure
 from latentlab.training import TrainResult

@@ -1,19 +1,17 @@
-"""--precision decides autocast in one place (devices.use_bf16), for the training loop and
-for separators, which autocast on their own."""
+"""--precision decides autocast in one place (devices.use_bf16), applied in one place: the
+training loop. Outside it, models run in float32."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
-from latentlab.checkpoint import load, model_record
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.devices import bf16_native, pick_device, use_bf16
 from latentlab.errors import UserError
-from latentlab.files import save_atomic
 from latentlab.models import UNetSeparator
-from latentlab.training import fit
+from latentlab.training import Job, Steps, fit
 
 CPU = torch.device("cpu")
 
@@ -31,31 +29,24 @@ def test_pick_device() -> None:
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def recording_split(model: UNetSeparator, seen: list[bool]) -> None:
+def recording_difference(model: UNetSeparator, seen: list[bool]) -> None:
     """Make model note, on each forward pass, whether autocast is on inside it."""
-    split = model.split
+    difference = model.difference
 
     def recording(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         seen.append(torch.is_autocast_enabled("cpu"))
-        return split(m)
+        return difference(m)
 
-    model.split = recording  # type: ignore[method-assign]
+    model.difference = recording  # type: ignore[method-assign]
 
 
-@pytest.mark.parametrize("precision, autocast", [("fp32", False), ("bf16", True)])
-def test_a_separator_runs_at_the_precision_asked_for(precision: str, autocast: bool) -> None:
+def test_a_separator_outside_the_loop_runs_in_float32() -> None:
     torch.manual_seed(0)
     model = UNetSeparator((3, 16, 16), width=4).eval()
-    m = torch.rand(2, 3, 16, 16)
-    with torch.no_grad():
-        reference = model.split(m)[0]  # float32, no autocast
-        model.precision = precision
-        seen: list[bool] = []
-        recording_split(model, seen)
-        d, _ = model(m)
-    assert seen == [autocast]
-    assert d.dtype == torch.float32
-    assert torch.equal(d, reference) is not autocast  # fp32: exactly the float32 answer
+    seen: list[bool] = []
+    recording_difference(model, seen)
+    first, second = model.separate(torch.rand(2, 3, 16, 16))
+    assert seen == [False] and first.dtype == second.dtype == torch.float32
 
 
 @pytest.mark.parametrize("precision, autocast", [("fp32", False), ("bf16", True)])
@@ -66,23 +57,17 @@ def test_training_follows_precision_for_the_loop_and_the_separator(
                     precision=precision, out=str(tmp_path)).validate()
     model = UNetSeparator(data.image_shape, width=4)
     inside: list[bool] = []
-    recording_split(model, inside)
+    recording_difference(model, inside)
     outside: list[bool] = []
 
     def step(model: UNetSeparator, x: torch.Tensor, y: torch.Tensor) -> dict:
         outside.append(torch.is_autocast_enabled("cpu"))
         d, _ = model(x)
+        assert d.dtype == torch.float32
         return {"loss": d.square().mean()}
 
-    fit(model, config, data.train_images, data.train_labels, data.test_images,
-        data.test_labels, step, step, tmp_path / "checkpoint.pth")
-    assert model.precision == precision
+    job = Job(config, (data.train_images, data.train_labels),
+              (data.test_images, data.test_labels), tmp_path / "checkpoint.pth")
+    fit(model, job, Steps(step, step))
     assert outside and set(outside[:2]) == {autocast}  # the two training steps
-    assert inside and set(inside) == {autocast}
-
-
-@pytest.mark.parametrize("saved, precision", [({"precision": "fp32"}, "fp32"), ({}, "auto")])
-def test_a_loaded_model_keeps_the_precision_it_was_trained_with(
-        tmp_path: Path, saved: dict, precision: str) -> None:
-    save_atomic(model_record(UNetSeparator((3, 16, 16), width=4), saved), tmp_path / "m.pth")
-    assert load(tmp_path / "m.pth").precision == precision
+    assert inside and set(inside) == {autocast}  # and validation, at the same precision

@@ -14,9 +14,9 @@ from latentlab.data.mixtures import MixturePairs, fixed_test_mixtures
 from latentlab.data.splits import training_data
 from latentlab.data.twins import read_twins
 from latentlab.evaluate import evaluate_saved
-from latentlab.evaluation import shortcut_ratio
-from latentlab.experiments import separation
 from latentlab.files import save_atomic
+from latentlab.metrics.images import shortcut_ratio
+from latentlab.metrics.separation import score_mixtures, twin_scores
 from latentlab.models import MLPAutoencoder
 
 from datafiles import write_official_and_twins
@@ -98,8 +98,8 @@ def known_pairs(shift: int) -> tuple[MixturePairs, torch.Tensor]:
 def test_twins_with_the_same_pixels_give_a_shortcut_ratio_of_one():
     test, twins = known_pairs(shift=0)
     model = LookupSeparator(test)
-    real = separation.evaluate(model, test)
-    scored = separation.score_twins(model, test, twins, real)
+    real = score_mixtures(model, test)
+    scored = twin_scores(model, test, twins, real)
     assert real["test_psnr"] > real["baseline_average_psnr"] + 1
     assert scored["jpeg_twins"]["test_psnr"] == pytest.approx(real["test_psnr"], abs=1e-9)
     assert scored["shortcut_ratio"] == pytest.approx(1.0)
@@ -108,8 +108,8 @@ def test_twins_with_the_same_pixels_give_a_shortcut_ratio_of_one():
 def test_a_separator_that_only_learned_the_twins_has_a_shortcut_ratio_of_zero():
     test, twins = known_pairs(shift=3)
     model = LookupSeparator(MixturePairs(twins, test.pairs))  # knows the twins' mixtures only
-    real = separation.evaluate(model, test)
-    scored = separation.score_twins(model, test, twins, real)
+    real = score_mixtures(model, test)
+    scored = twin_scores(model, test, twins, real)
     assert real["test_psnr"] == pytest.approx(real["baseline_average_psnr"], abs=1e-9)
     assert scored["jpeg_twins"]["gain_over_mixture"] > 1
     assert scored["shortcut_ratio"] == pytest.approx(0.0, abs=1e-9)

@@ -3,16 +3,14 @@ import math
 import pytest
 import torch
 
-from latentlab.evaluation import (
+from latentlab.metrics.embeddings import (
     class_distances,
-    class_pair_means,
     embedding_metrics,
     knn_accuracy,
     linear_probe_accuracy,
     one_per_class,
-    psnr,
-    reconstruction_metrics,
 )
+from latentlab.metrics.images import class_pair_means, psnr, reconstruction_metrics
 
 
 def clusters(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

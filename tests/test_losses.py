@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentlab.evaluation import active_units
 from latentlab.losses import (
     beta_vae_loss,
     bits_per_dim,
@@ -16,6 +15,7 @@ from latentlab.losses import (
     negative_elbo,
     supcon_loss,
 )
+from latentlab.metrics.likelihood import active_units
 
 
 def test_identical_positives_cost_nothing():

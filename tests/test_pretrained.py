@@ -12,7 +12,7 @@ import latentlab
 from latentlab.checkpoint import read_checkpoint
 from latentlab.cli import main
 from latentlab.data import load_dataset
-from latentlab.evaluation import separation_scores
+from latentlab.metrics.images import separation_scores
 from latentlab.models import Separator
 
 ROOT = Path(__file__).resolve().parents[1]

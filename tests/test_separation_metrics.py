@@ -6,18 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from latentlab.evaluation import (
-    align_to_sources,
-    psnr,
-    separation_scores,
-    ssim,
-    tile_swap_psnr,
-)
 from latentlab.losses import (
     assignment_errors,
     permutation_invariant_log_mse,
     permutation_invariant_mse,
 )
+from latentlab.metrics.images import align_to_sources, psnr, separation_scores, ssim, tile_swap_psnr
 
 
 def images(seed: int, shape=(3, 2, 8, 8)) -> torch.Tensor:

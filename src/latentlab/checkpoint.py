@@ -72,5 +72,4 @@ def rebuild(saved: dict[str, Any], path: str | Path) -> Any:
         raise UserError(f"{path}: weights do not fit {cls.__name__} ({error})") from None
     model.config = saved.get("config", {})
     model.class_names = saved.get("class_names", [])
-    model.precision = model.config.get("precision", "auto")  # as it was trained
     return model

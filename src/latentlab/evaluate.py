@@ -17,11 +17,12 @@ from latentlab.checkpoint import load
 from latentlab.config import from_dict
 from latentlab.data import ImageData, load_dataset
 from latentlab.data.folders import matching
-from latentlab.data.mixtures import fixed_test_mixtures
 from latentlab.data.splits import training_data
-from latentlab.data.twins import read_twin_images, read_twins, twin_of, twins_file
+from latentlab.data.twins import read_twins, twin_of, twins_file
 from latentlab.errors import UserError
-from latentlab.evaluation import embed_all, embedding_metrics
+from latentlab.metrics.embeddings import embed_all, embedding_metrics
+from latentlab.metrics.likelihood import elbo_metrics
+from latentlab.metrics.separation import score_on_test_split
 
 
 def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
@@ -43,20 +44,9 @@ def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
                            "test_images": len(data.test_labels)}
     row["seen_in_training"] = seen_in_training(model.config, dataset, data, data_dir)
     if model.kind == "separator":
-        row.update(score_separator(model, data, dataset))
+        row.update(score_on_test_split(model, data, dataset))
     else:
         row.update(score_embeddings(model, data, bank, data_dir, seed))
-    return row
-
-
-def score_separator(model: Any, data: ImageData, dataset: str) -> dict[str, Any]:
-    from latentlab.experiments.separation import evaluate, score_twins
-
-    test = fixed_test_mixtures(data.test_images)
-    row = evaluate(model, test, data.test_labels, data.class_names)
-    twin_images = read_twin_images(dataset, data.test_names)
-    if twin_images is not None:
-        row.update(score_twins(model, test, twin_images, row))
     return row
 
 
@@ -94,8 +84,6 @@ def score_embeddings(model: Any, data: ImageData, bank: str | None, data_dir: st
                             embed_all(model, data.test_images), data.test_labels, seed=seed)
     row["bank"] = bank or "the dataset's training split"
     if model.kind == "vae":
-        from latentlab.experiments.vae import elbo_metrics
-
         row.update(elbo_metrics(model, data.test_images, seed))
     return row
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -16,6 +17,7 @@ from torch import Tensor  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from latentlab.files import atomic_write  # noqa: E402
+from latentlab.metrics.images import align_to_sources  # noqa: E402
 
 
 def save_figure(figure: Figure, path: str | Path) -> None:
@@ -226,3 +228,42 @@ def plot_embedding_maps(maps: Sequence[tuple[np.ndarray, Tensor, str]],
         ax.set_title(name)
     figure.suptitle(title)
     save_figure(figure, path)
+
+
+def plot_separation_examples(model: Any, test: Any, path: Path, title: str,
+                             examples: int = 10) -> None:
+    """Rows of the first test mixtures, their two sources and the separator's two outputs
+    (in the sources' order)."""
+    shown = slice(0, min(examples, len(test)))
+    pair = test.sources(shown).cpu().float() / 255
+    x1, x2 = pair[:, 0], pair[:, 1]
+    m = test.mixtures(shown).cpu()
+    estimate_1, estimate_2 = model.separate(m)
+    first, second = align_to_sources(estimate_1.cpu(), estimate_2.cpu(), x1, x2)
+    plot_image_rows([m, x1, x2, first, second], ["mixture", "x1", "x2", "x1_hat", "x2_hat"],
+                    path, title)
+
+
+@torch.no_grad()
+def interpolate(model: Any, first: Tensor, second: Tensor, steps: int = 8) -> Tensor:
+    """Decode the straight line between two images' latents: (steps, C, h, w) in [0, 1]."""
+    ends = model.embed(torch.stack([first, second]))  # (2, D)
+    t = torch.linspace(0, 1, steps, device=ends.device)[:, None]
+    return model.decode((1 - t) * ends[0] + t * ends[1]).cpu()
+
+
+def plot_interpolations(vae: Any, plain: Any, data: Any,
+                        path: Path, pairs: int = 4) -> None:
+    """Rows of VAE and autoencoder interpolations between test images of different classes."""
+    first_of_class = {int(c): int((data.test_labels == c).nonzero()[0])
+                      for c in data.test_labels.unique()}
+    classes = sorted(first_of_class)
+    rows, names = [], []
+    for i in range(min(pairs, len(classes))):
+        a, b = classes[i], classes[(i + 1) % len(classes)]
+        first, second = data.test_images[first_of_class[a]], data.test_images[first_of_class[b]]
+        label = f"{data.class_names[a]} -> {data.class_names[b]}"
+        rows += [interpolate(vae, first, second), interpolate(plain, first, second)]
+        names += [f"VAE {label}", f"autoencoder {label}"]
+    plot_image_rows(rows, names, path, "Straight lines between two test images in latent "
+                    "space, decoded (VAE: posterior means)")

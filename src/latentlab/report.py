@@ -22,7 +22,8 @@ import numpy as np
 
 from latentlab.errors import UserError
 from latentlab.explorer import explorer_data
-from latentlab.files import write_text_atomic
+from latentlab.files import write_json_atomic, write_text_atomic
+from latentlab.plots import plot_class_pair_psnr, plot_separation_comparison
 
 REPORT_NAME = "report.html"
 # Metric name fragments and which way is better; used to mark the best value in each row.
@@ -503,3 +504,34 @@ def write_report(results_dir: str | Path) -> Path:
     path = results_dir / REPORT_NAME
     write_text_atomic(page, path)
     return path
+
+
+def show_class_pairs(metrics: dict[str, Any], model_name: str, path: Path) -> bool:
+    """Print the class pairs a separator gains least and most on, and draw the class-pair
+    heat maps at path, when the metrics have them (labelled test images); whether it drew."""
+    if "test_psnr_by_class_pair" not in metrics:
+        return False
+    table = metrics["test_psnr_by_class_pair"]
+    print(f"by class pair, {describe_class_pairs(table)}")
+    plot_class_pair_psnr(table, path,
+                         f"{model_name}: test mixtures by the classes of their two images")
+    return True
+
+
+def write_comparison(folder: Path) -> None:
+    """comparison.json and separation_comparison.png over every model run under folder."""
+    rows = []
+    for path in sorted(folder.glob("*/metrics.json")):
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if "test_psnr" not in metrics:
+            continue
+        rows.append({key: metrics.get(key) for key in (
+            "model", "protocol", "dataset", "test_psnr", "test_ssim", "test_mse",
+            "baseline_average_psnr", "baseline_average_ssim", "num_parameters", "train_seconds",
+            "epochs", "separation_seconds", "test_mixtures")})
+    if rows:
+        write_json_atomic(rows, folder / "comparison.json")
+        plot_separation_comparison(rows, folder / "separation_comparison.png")

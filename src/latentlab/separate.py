@@ -13,7 +13,7 @@ from tqdm import tqdm
 from latentlab.checkpoint import load
 from latentlab.data.folders import IMAGE_SUFFIXES, decode_image, visible
 from latentlab.errors import UserError
-from latentlab.evaluation import align_to_sources, psnr
+from latentlab.metrics.images import align_to_sources, psnr
 from latentlab.plots import plot_image_rows, plot_image_strip, save_image
 
 SHOWN_BLENDS = 12  # blends drawn in the figure of a multi-image `separate`

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from latentlab.data.pairs import balanced_pairs
-from latentlab.evaluation import pair_distances, pair_metrics
+from latentlab.metrics.embeddings import pair_distances, pair_metrics
 
 
 def uneven_labels():

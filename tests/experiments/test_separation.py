@@ -10,6 +10,7 @@ from latentlab.cli import main
 from latentlab.config import Config
 from latentlab.data.mixtures import MixturePairs
 from latentlab.experiments import separation, shared
+from latentlab.training.best import BestWeights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,15 +33,14 @@ def test_training_step_mixes_the_sources_it_scores(option, resolved, monkeypatch
     given = sources.float().sum(1) / 510
     seen = []
 
-    def oracle_split(m):  # records the mixture and answers d = 0
+    def oracle_difference(m):  # records the mixture and answers d = 0
         seen.append(m)
         return torch.zeros_like(m), torch.zeros(len(m))
-    monkeypatch.setattr(model, "split", oracle_split)
+    monkeypatch.setattr(model, "difference", oracle_difference)
     augmentation = shared.augmentation_name(config, (3, 8, 8))
     assert augmentation == resolved
     train = MixturePairs(sources.flatten(0, 1), torch.arange(128).view(64, 2))
-    step = separation.make_train_step(config, 1, variational=False, augmentation=augmentation,
-                                      train=train)
+    step = separation.make_train_step(config, None, augmentation=augmentation, train=train)
     logs = step(model, given, torch.arange(64))
     m = seen[0].float()
     s1, s2 = sources.float().unbind(1)
@@ -102,13 +102,13 @@ def test_separator_run_writes_its_results(trained_unet):
 def test_best_weights_follow_validation_where_test_disagrees(tmp_path):
     config = Config(experiment="separator", width=4, out=str(tmp_path))
     model = separation.build(config, (1, 8, 8))
-    best = separation.BestWeights(model, config, tmp_path / "best.pth", resume=False)
+    best = BestWeights(model, config, tmp_path / "best.pth", resume=False)
     weight = next(model.parameters())
     for epoch, (val, test) in enumerate([(10.0, 30.0), (12.0, 5.0), (11.0, 40.0)], 1):
         with torch.no_grad():
             weight.fill_(epoch)
-        best.update(epoch, {"val_psnr": val, "test_psnr": test})
-    assert (best.epoch, best.psnr) == (2, 12.0)
+        best(epoch, {"val_psnr": val, "test_psnr": test})
+    assert (best.epoch, best.score) == (2, 12.0)
     best.restore()
     assert bool((weight == 2).all())
 

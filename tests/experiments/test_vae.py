@@ -8,6 +8,7 @@ import torch
 import latentlab
 from latentlab.cli import main
 from latentlab.experiments.vae import ElboStep
+from latentlab.training.schedule import KLWarmup
 
 VAE_FILES = ["vae_loss.png", "vae_samples.png", "vae_interpolations.png", "vae_embeddings.png",
              "vae_model.pth", "metrics.json"]
@@ -63,20 +64,28 @@ def test_resnet_encoder_is_refused(tmp_path, capsys):
     assert "--encoder resnet" in capsys.readouterr().err
 
 
-def test_kl_weight_warms_up_linearly_in_training_only():
-    step = ElboStep(beta=2.0, warmup_steps=4)
-    weights = [step.kl_weight()]
-    for _ in range(5):
-        step.step += 1
-        weights.append(step.kl_weight())
-    assert weights == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+def test_elbo_step_warms_up_in_training_and_scores_at_beta_in_evaluation():
+    from latentlab.models import MLPVAE
+
+    model = MLPVAE((1, 8, 8), latent_dim=3)
+    step = ElboStep(KLWarmup(beta=2.0, warmup_epochs=1, per_epoch=4))
+    x = torch.rand(4, 1, 8, 8)
+    model.train()
+    torch.manual_seed(0)
+    first = step(model, x, torch.zeros(4))  # weight 0: the loss is the reconstruction alone
+    assert first["loss"].item() == pytest.approx(first["reconstruction"].item(), rel=1e-5)
+    model.eval()
+    logs = step(model, x, torch.zeros(4))
+    assert logs["loss"].item() == pytest.approx(
+        (logs["reconstruction"] + 2.0 * logs["kl"]).item(), rel=1e-5)
+    assert step.warmup.done == 1  # evaluation takes no step of the schedule
 
 
 def test_elbo_step_logs_both_terms():
     from latentlab.models import MLPVAE
 
     model = MLPVAE((1, 8, 8), latent_dim=3).eval()
-    logs = ElboStep(beta=1.0, warmup_steps=0)(model, torch.rand(4, 1, 8, 8), torch.zeros(4))
+    logs = ElboStep(KLWarmup(1.0, 0, 1))(model, torch.rand(4, 1, 8, 8), torch.zeros(4))
     assert set(logs) == {"loss", "reconstruction", "kl", "bits_per_dim"}
     assert logs["loss"].item() == pytest.approx((logs["reconstruction"] + logs["kl"]).item(),
                                                 rel=1e-5)

@@ -9,12 +9,12 @@ import torch
 
 from latentlab import training
 from latentlab.config import Config
-from latentlab.data import load_dataset
+from latentlab.data import ImageData, load_dataset
 from latentlab.errors import UserError
 from latentlab.experiments.autoencoder import build, reconstruction_step
 from latentlab.files import save_atomic
 from latentlab.models import ConvAutoencoder
-from latentlab.training import Interrupted, fit, learning_rate
+from latentlab.training import Hooks, Interrupted, Job, Steps, fit, learning_rate
 from latentlab.training.schedule import progress
 
 
@@ -40,9 +40,14 @@ def train(config: Config, checkpoint: Path, resume: bool = False, stop_at_call: 
         noisy = torch.nn.functional.dropout(x, 0.2)
         return {"loss": torch.nn.functional.mse_loss(model(noisy), x)}
 
-    fit(model, config, data.train_images, data.train_labels, data.test_images, data.test_labels,
-        step, reconstruction_step, checkpoint, resume=resume)
+    fit(model, job(config, data, checkpoint, resume), Steps(step, reconstruction_step))
     return model
+
+
+def job(config: Config, data: ImageData, checkpoint: Path, resume: bool = False) -> Job:
+    """The test split stands in for validation: these tests score no model."""
+    return Job(config, (data.train_images, data.train_labels),
+               (data.test_images, data.test_labels), checkpoint, resume)
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -87,9 +92,8 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path) -> None:
     data = load_dataset("digits").limit(64, 16)
     model = ConvAutoencoder(data.image_shape, latent_dim=8)
     with pytest.raises(UserError, match="checkpoint of another model"):
-        fit(model, config, data.train_images, data.train_labels, data.test_images,
-            data.test_labels, reconstruction_step, reconstruction_step, tmp_path / "a.pth",
-            resume=True)
+        fit(model, job(config, data, tmp_path / "a.pth", resume=True),
+            Steps(reconstruction_step, reconstruction_step))
 
 
 def test_resume_refuses_changed_settings(tmp_path: Path) -> None:
@@ -102,8 +106,8 @@ def test_loss_drops_within_twenty_steps(tmp_path: Path) -> None:
     data = load_dataset("digits").limit(320, 64)
     config = tiny_config(tmp_path, epochs=4, batch_size=64, warmup_epochs=0.0)
     model = build(config, data.image_shape)
-    result = fit(model, config, data.train_images, data.train_labels, data.test_images,
-                 data.test_labels, reconstruction_step, reconstruction_step, tmp_path / "c.pth")
+    result = fit(model, job(config, data, tmp_path / "c.pth"),
+                 Steps(reconstruction_step, reconstruction_step))
     history = result.history
     assert len(history) == 4
     assert history[-1]["val_loss"] < 0.7 * history[0]["val_loss"]
@@ -137,10 +141,9 @@ def test_ema_keeps_and_scores_the_moving_average_of_the_weights(tmp_path: Path) 
         seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         return reconstruction_step(model, x, y)
 
-    result = fit(model, config, data.train_images, data.train_labels, data.test_images,
-                 data.test_labels, step, reconstruction_step, tmp_path / "a.pth",
-                 on_epoch_end=lambda epoch, record: kept.append(
-                     {k: v.clone() for k, v in model.state_dict().items()}))
+    result = fit(model, job(config, data, tmp_path / "a.pth"), Steps(step, reconstruction_step),
+                 Hooks(epoch_end=lambda epoch, record: kept.append(
+                     {k: v.clone() for k, v in model.state_dict().items()})))
     last = torch.load(tmp_path / "a.pth", weights_only=True)["model"]  # the last weights
     after_each_step = seen[1:] + [last]
     assert len(after_each_step) == 12
@@ -154,9 +157,9 @@ def test_ema_keeps_and_scores_the_moving_average_of_the_weights(tmp_path: Path) 
 
     # each epoch scores both: the average as val_loss, the last weights as val_raw_loss
     final = result.history[-1]
-    averaged = training.evaluate(model, reconstruction_step, data.test_images, data.test_labels)
+    averaged = training.validate(model, reconstruction_step, data.test_images, data.test_labels)
     model.load_state_dict(last)
-    own = training.evaluate(model, reconstruction_step, data.test_images, data.test_labels)
+    own = training.validate(model, reconstruction_step, data.test_images, data.test_labels)
     assert final["val_loss"] == pytest.approx(averaged["loss"], rel=1e-5)
     assert final["val_raw_loss"] == pytest.approx(own["loss"], rel=1e-5)
     assert final["val_loss"] != pytest.approx(final["val_raw_loss"], rel=1e-3)

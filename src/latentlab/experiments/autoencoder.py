@@ -9,10 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from latentlab.config import Config
-from latentlab.evaluation import one_per_class, reconstruction_metrics
 from latentlab.experiments import shared
+from latentlab.metrics.embeddings import one_per_class
+from latentlab.metrics.images import reconstruction_metrics, reconstructions
 from latentlab.models import AUTOENCODERS, Autoencoder, resolve_family
 from latentlab.plots import plot_image_rows
+from latentlab.training import Steps
 
 
 def reconstruction_step(model: Autoencoder, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -28,15 +30,14 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> Autoencoder:
 def run(config: Config, resume: bool = False) -> dict[str, Any]:
     data = shared.load_data(config)
     model = build(config, data.image_shape)
-    result = shared.train(model, config, data, reconstruction_step, reconstruction_step, resume)
+    step = reconstruction_step
+    result = shared.train(model, shared.job(config, data, resume), Steps(step, step))
     metrics, _, _ = shared.evaluate_embeddings(model, data, config, "autoencoder", "Autoencoder")
-    with torch.no_grad():
-        test = data.test_images
-        reconstructions = torch.cat([model.reconstruct(test[i: i + 500]).cpu()
-                                     for i in range(0, len(test), 500)])
-    metrics.update(reconstruction_metrics(reconstructions, test.float() / 255))
+    test = data.test_images
+    outputs = reconstructions(model, test)
+    metrics.update(reconstruction_metrics(outputs, test.float() / 255))
     shown = one_per_class(data.test_labels, 12)
-    plot_image_rows([test[shown].float() / 255, reconstructions[shown]],
+    plot_image_rows([test[shown].float() / 255, outputs[shown]],
                     ["original", "reconstruction"],
                     config.run_dir / "autoencoder_reconstructions.png",
                     "Autoencoder reconstructions "

@@ -12,9 +12,9 @@ import torch
 
 from latentlab.checkpoint import read_checkpoint
 from latentlab.config import Config
-from latentlab.evaluation import pair_distances, pair_metrics
 from latentlab.experiments import autoencoder, contrastive
 from latentlab.files import write_json_atomic
+from latentlab.metrics.embeddings import pair_distances, pair_metrics
 from latentlab.plots import plot_distance_histograms, plot_embedding_maps
 
 MODELS = {"autoencoder": ("Autoencoder", autoencoder.run),

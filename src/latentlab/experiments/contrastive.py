@@ -21,12 +21,12 @@ from latentlab import distributed
 from latentlab.config import Config
 from latentlab.data.pairs import balanced_pairs
 from latentlab.errors import UserError
-from latentlab.evaluation import pair_distances, pair_metrics
 from latentlab.experiments import shared
 from latentlab.losses import margin_contrastive_loss, supcon_loss
+from latentlab.metrics.embeddings import pair_distances, pair_metrics
 from latentlab.models import CONTRASTIVE_MODELS, ContrastiveModel, resolve_family
 from latentlab.plots import plot_distance_histograms
-from latentlab.training import TrainStep
+from latentlab.training import Steps, TrainStep
 from latentlab.transforms import AUGMENTATIONS, random_crop, simclr_augment
 
 PROJECTION_DIM = 128  # SupCon/SimCLR head output, as in both papers
@@ -106,7 +106,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     augmentation = shared.augmentation_name(config, data.image_shape)
     print(f"{TITLES[name]} with {augmentation} augmentation")
     step = make_step(config, training_views(config, augmentation, data.image_shape))
-    result = shared.train(model, config, data, step, step, resume)
+    result = shared.train(model, shared.job(config, data, resume), Steps(step, step))
     metrics, _, _ = shared.evaluate_embeddings(model, data, config, name, TITLES[name])
     saved = np.load(config.run_dir / "test_embeddings.npz")
     positive, negative = pair_distances(torch.from_numpy(saved["embeddings"]), data.test_labels,

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 import latentlab
 from latentlab import distributed, tensorboard_curves, training
@@ -18,11 +16,11 @@ from latentlab.checkpoint import model_record
 from latentlab.config import Config
 from latentlab.data import ImageData
 from latentlab.data.splits import training_data
-from latentlab.evaluation import embed_all, embedding_metrics, subsample, tsne_2d
 from latentlab.files import save_atomic, save_npz_atomic, write_json_atomic
+from latentlab.metrics.embeddings import embed_all, embedding_metrics, subsample, tsne_2d
 from latentlab.models import ImageModel
 from latentlab.plots import plot_embedding_map, plot_losses
-from latentlab.training import EvalStep, TrainResult, TrainStep, pick_device
+from latentlab.training import Hooks, Job, Steps, TrainResult, pick_device
 
 
 def code_version() -> str:
@@ -71,32 +69,25 @@ def start_run(config: Config) -> Path:
     return run_dir
 
 
-def train(model: ImageModel, config: Config, data: ImageData, train_step: TrainStep,
-          eval_step: EvalStep, resume: bool) -> TrainResult:
-    """Record the run and train it with the shared loop."""
+def job(config: Config, data: ImageData, resume: bool) -> Job:
+    """A run's training and validation splits, and its checkpoint in its results folder."""
+    assert data.val_images is not None and data.val_labels is not None
+    return Job(config, (data.train_images, data.train_labels),
+               (data.val_images, data.val_labels), config.run_dir / "checkpoint.pth", resume)
+
+
+def train(model: ImageModel, job: Job, steps: Steps, hooks: Hooks | None = None,
+          note: str = "") -> TrainResult:
+    """Record the run and train it with the shared loop. Under torchrun every process
+    trains, then the others leave (distributed.WorkerFinished): evaluation and every file
+    that follows are the first process's work."""
+    config = job.config
     torch.manual_seed(config.seed)
-    run_dir = config.run_dir
     if distributed.is_main():
         start_run(config)
         print(f"training {type(model).__name__} ({num_parameters(model):,} parameters) on "
-              f"{pick_device(config.device)}; results in {run_dir}/")
-    assert data.val_images is not None and data.val_labels is not None
-    return fit(model, config, data.train_images, data.train_labels, data.val_images,
-               data.val_labels, train_step, eval_step, run_dir / "checkpoint.pth",
-               resume=resume)
-
-
-def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: Tensor,
-        val_images: Tensor, val_labels: Tensor, train_step: TrainStep, eval_step: EvalStep,
-        checkpoint_path: Path, resume: bool = False,
-        on_epoch_start: Callable[[int], None] | None = None,
-        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """training.fit for an experiment's main training. Under torchrun every process trains,
-    then the others leave (distributed.WorkerFinished): evaluation and every file that
-    follows are the first process's work."""
-    result = training.fit(model, config, train_images, train_labels, val_images, val_labels,
-                          train_step, eval_step, checkpoint_path, resume=resume,
-                          on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end)
+              f"{pick_device(config.device)}{note}; results in {config.run_dir}/")
+    result = training.fit(model, job, steps, hooks)
     if not distributed.is_main():
         raise distributed.WorkerFinished
     return result

@@ -11,10 +11,12 @@ import matplotlib.pyplot as plt
 import torch
 
 from latentlab.config import Config
-from latentlab.evaluation import embed_all, knn_accuracy, reconstruction_metrics
 from latentlab.experiments import shared, vae
 from latentlab.experiments.shared import code_version
 from latentlab.files import write_json_atomic
+from latentlab.metrics.embeddings import embed_all, knn_accuracy
+from latentlab.metrics.images import reconstruction_metrics, reconstructions
+from latentlab.metrics.likelihood import elbo_metrics
 from latentlab.plots import image_grid, save_figure
 
 DEFAULT_BETAS = (0.1, 0.5, 1.0, 4.0)
@@ -31,10 +33,9 @@ def run(config: Config, betas: tuple[float, ...] = DEFAULT_BETAS,
         print(f"--- beta {beta:g}")
         run_config = replace(config, beta=beta, out=str(folder / f"beta_{beta:g}"))
         model = vae.build(run_config, data.image_shape)
-        step = vae.elbo_step(run_config, len(data.train_labels), resume)
-        result = shared.train(model, run_config, data, step, step, resume)
-        metrics = vae.elbo_metrics(model, data.test_images, config.seed)
-        metrics.update(reconstruction_metrics(vae.reconstructions(model, data.test_images),
+        result = vae.train(model, run_config, data, resume)
+        metrics = elbo_metrics(model, data.test_images, config.seed)
+        metrics.update(reconstruction_metrics(reconstructions(model, data.test_images),
                                               data.test_images.float() / 255))
         metrics["knn_accuracy"] = knn_accuracy(embed_all(model, data.train_images),
                                                data.train_labels,

@@ -77,9 +77,6 @@ class ImageModel(nn.Module):
         self._hparams = {"image_shape": list(self.image_shape), **hparams}
         self.config: dict[str, Any] = {}
         self.class_names: list[str] = []
-        # --precision: auto, fp32 or bf16 (devices.use_bf16); the training loop sets it from
-        # the config, and a loaded model from the config it was trained with
-        self.precision = "auto"
 
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentlab.devices import use_bf16
 from latentlab.losses import gaussian_kl, reparameterize
 from latentlab.models.base import CONV_SIZE, ImageModel, family, register
 from latentlab.models.blocks import (
@@ -46,21 +45,18 @@ class Separator(ImageModel):
     Every separator estimates d = (x1 - x2) / 2 (up to sign) and answers m + d and m - d, so
     (x1_hat + x2_hat) / 2 == m exactly. `separate()` also clamps d to |d| <= min(m, 1 - m),
     the set where both outputs are valid images; the clamp can only lower the error, since
-    the true d lies in that set. Subclasses implement `split(m) -> (d, kl)`; kl is the
+    the true d lies in that set. Subclasses implement `difference(m) -> (d, kl)`; kl is the
     per-sample KL term of a variational separator, zeros otherwise."""
 
     kind = "separator"
 
-    def split(self, m: Tensor) -> tuple[Tensor, Tensor]:
+    def difference(self, m: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
     def forward(self, m: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, C, H, W) mixtures in [0, 1] -> (d (B, C, H, W) float32, kl (B,)); under
-        bfloat16 autocast when self.precision asks for it (see devices.use_bf16)."""
-        device = m.device
-        enabled = use_bf16(self.precision, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
-            d, kl = self.split(m)
+        """(B, C, H, W) mixtures in [0, 1] -> (d (B, C, H, W) float32, kl (B,)), in float32
+        even where the training loop runs the network under bfloat16 autocast."""
+        d, kl = self.difference(m)
         return d.float(), kl.float()
 
     @staticmethod
@@ -106,7 +102,7 @@ class TwoDecoderSeparator(Separator):
         """Encoder output -> (latent (B, D), kl (B,))."""
         return h, h.new_zeros(len(h))
 
-    def split(self, m: Tensor) -> tuple[Tensor, Tensor]:
+    def difference(self, m: Tensor) -> tuple[Tensor, Tensor]:
         size = m.shape[-2:]
         x = m if tuple(size) == (CONV_SIZE, CONV_SIZE) else F.interpolate(
             m, size=(CONV_SIZE, CONV_SIZE), mode="bilinear", antialias=True)
@@ -210,7 +206,7 @@ class UNetSeparator(Separator):
             block = new.index_select(out_dim, rows).index_copy(in_dim, kept, old)
             new.index_copy_(out_dim, rows, block)
 
-    def split(self, m: Tensor) -> tuple[Tensor, Tensor]:
+    def difference(self, m: Tensor) -> tuple[Tensor, Tensor]:
         h, w = m.shape[-2:]
         x = self.stem(pad_to_multiple(m, 2**self.depth))
         skips = [x]
@@ -256,7 +252,7 @@ class ResUNetSeparator(Separator):
         small_init(self.head)
         self.multiple = 2 ** len(blocks)
 
-    def split(self, m: Tensor) -> tuple[Tensor, Tensor]:
+    def difference(self, m: Tensor) -> tuple[Tensor, Tensor]:
         h, w = m.shape[-2:]
         x = self.stem(F.pixel_unshuffle(pad_to_multiple(m, self.multiple), 2))
         skips = []

@@ -96,10 +96,10 @@ class VariationalAutoencoder(ImageModel):
         """(B, D) -> mean, log-scale (B, C, h, w) in [-1, 1] pixel units, channel coefficients
         (B, 3, h, w) for RGB or (B, 0, h, w). With a causal context, x (B, C, h, w) in [-1, 1]
         holds the pixels seen so far (only those above and to the left are used)."""
-        return self.split(self.decoder(z) if x is None or self.context is None
+        return self.unpack(self.decoder(z) if x is None or self.context is None
                           else self.decoder(z) + self.context(x))
 
-    def split(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def unpack(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         out = out.float()  # the likelihood needs float32 even under bf16 autocast
         c = self.image_shape[0]
         mean, log_scale, coefficients = out[:, :c], out[:, c: 2 * c], out[:, 2 * c:]
@@ -159,7 +159,7 @@ class VariationalAutoencoder(ImageModel):
                 top, left = max(0, i - r), max(0, j - r)
                 seen = self.context(x[:, :, top: i + 1, left: j + r + 1])
                 out = decoded[:, :, i: i + 1, j: j + 1] + seen[:, :, -1:, j - left: j - left + 1]
-                x[:, :, i: i + 1, j: j + 1] = self.draw(*self.split(out), noise)
+                x[:, :, i: i + 1, j: j + 1] = self.draw(*self.unpack(out), noise)
 
     @staticmethod
     def draw(mean: Tensor, log_scale: Tensor, coefficients: Tensor, noise: bool) -> Tensor:

@@ -6,13 +6,16 @@ from latentlab.devices import pick_device
 from latentlab.training.loop import (
     CHECKPOINT_SECONDS,
     EvalStep,
+    Hooks,
     Interrupted,
+    Job,
+    Steps,
     StopFlag,
     TrainStep,
     averaged_weights,
-    evaluate,
     fit,
     totals_over_processes,
+    validate,
 )
 from latentlab.training.schedule import batches, learning_rate, steps_per_epoch
 from latentlab.training.state import (
@@ -23,8 +26,8 @@ from latentlab.training.state import (
 )
 
 __all__ = [
-    "CHECKPOINT_SECONDS", "RESUMABLE_CHANGES", "EvalStep", "Interrupted", "StopFlag",
-    "TrainResult", "TrainState", "TrainStep", "averaged_weights", "batches",
-    "check_compatible", "evaluate", "fit", "learning_rate", "pick_device", "steps_per_epoch",
-    "totals_over_processes",
+    "CHECKPOINT_SECONDS", "RESUMABLE_CHANGES", "EvalStep", "Hooks", "Interrupted", "Job",
+    "Steps", "StopFlag", "TrainResult", "TrainState", "TrainStep", "averaged_weights",
+    "batches", "check_compatible", "fit", "learning_rate", "pick_device", "steps_per_epoch",
+    "totals_over_processes", "validate",
 ]

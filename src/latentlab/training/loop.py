@@ -1,9 +1,9 @@
 """One training loop for every model: AdamW with warm-up and cosine decay, a progress bar,
 atomic checkpoints, exact resume (also from the middle of an epoch after SIGINT/SIGTERM).
 
-fit() reads top to bottom: set up (`start`), then per epoch `train_epoch` (the steps) and
-`end_epoch` (totals, validation, the history record), a checkpoint when one is due, and the
-caller's hooks."""
+fit(model, job, steps, hooks) reads top to bottom: set up (`start`), then per epoch
+`train_epoch` (the steps) and `end_epoch` (totals, validation, the history record), a
+checkpoint when one is due, and the caller's hooks."""
 
 from __future__ import annotations
 
@@ -79,7 +79,39 @@ class StopFlag:
 
 
 @dataclass
-class Run:
+class Job:
+    """What fit trains on and where it keeps its progress. The images and labels may be
+    tensors or views that index like them (a separator's mixtures and pair indices)."""
+
+    config: Config
+    train: tuple[Tensor, Tensor]  # images, labels
+    val: tuple[Tensor, Tensor]  # scored every epoch; never the test split
+    checkpoint: Path
+    resume: bool = False
+
+
+@dataclass
+class Steps:
+    """train(model, images, labels) -> {"loss", ...}; eval, the same, averaged over the
+    validation split."""
+
+    train: TrainStep
+    eval: EvalStep
+
+
+@dataclass
+class Hooks:
+    """epoch_start(epoch) runs before each epoch's batches (e.g. to draw fresh mixture
+    pairs); epoch_end(epoch, record) after its validation (e.g. to keep the best weights),
+    in the first process only. When epoch_end answers True (it wrote a file), the checkpoint
+    is written at once: the two are written together, not up to a minute apart."""
+
+    epoch_start: Callable[[int], None] | None = None
+    epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None
+
+
+@dataclass
+class Loop:
     """What one call of fit works with: its settings, data, step and state."""
 
     config: Config
@@ -119,13 +151,12 @@ class EpochLog:
         return time.perf_counter() - self.started
 
 
-def start(model: ImageModel, config: Config, train: tuple[Tensor, Tensor],
-          val: tuple[Tensor, Tensor], train_step: TrainStep, checkpoint_path: Path) -> Run:
+def start(model: ImageModel, job: Job, train_step: TrainStep) -> Loop:
     """Join the process group, put model and (on a GPU) data on the device, build the state."""
+    config, train, val = job.config, job.train, job.val
     device = distributed.setup(config.device)
     distributed.check_batch_size(config.batch_size)
     model.to(device).to(memory_format=torch.channels_last)
-    model.precision = config.precision  # models that autocast on their own follow it
     if device.type == "cuda":  # keep the whole dataset on the GPU: no host copies per batch
         train = (train[0].to(device), train[1].to(device))
         val = (val[0].to(device), val[1].to(device))
@@ -133,47 +164,41 @@ def start(model: ImageModel, config: Config, train: tuple[Tensor, Tensor],
     runner = distributed.wrap(model, train_step, device)
     if config.compile == "on":
         runner = torch.compile(runner)
-    return Run(config, device, distributed.is_main(), TrainState.create(model, config), runner,
-               use_bf16(config.precision, device), *train, *val, checkpoint_path,
-               steps_per_epoch(len(train[1]), config.batch_size), budget_seconds(config))
+    return Loop(config, device, distributed.is_main(), TrainState.create(model, config), runner,
+                use_bf16(config.precision, device), *train, *val, job.checkpoint,
+                steps_per_epoch(len(train[1]), config.batch_size), budget_seconds(config))
 
 
-def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: Tensor,
-        val_images: Tensor, val_labels: Tensor, train_step: TrainStep, eval_step: EvalStep,
-        checkpoint_path: Path, resume: bool = False,
-        on_epoch_start: Callable[[int], None] | None = None,
-        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+def fit(model: ImageModel, job: Job, steps: Steps, hooks: Hooks | None = None) -> TrainResult:
     """Train model in place; write a checkpoint after each epoch (at most one a minute) and on
-    an interrupt; return the history.
-
-    on_epoch_start(epoch) runs before each epoch's batches (e.g. to draw fresh mixture pairs);
-    on_epoch_end(epoch, record) after its validation and checkpoint (e.g. to keep the best
-    weights): each epoch is scored on the validation split (val_* in the history), never on
-    the test split. train_images/labels may be tensors or views that index like them.
+    an interrupt; return the history. Each epoch is scored on the validation split (val_* in
+    the history), never on the test split.
     Under torchrun every process trains and returns; process 0 alone writes, reports and
-    calls on_epoch_end, and what follows training is its work alone (is_main())."""
-    run = start(model, config, (train_images, train_labels), (val_images, val_labels),
-                train_step, checkpoint_path)
+    calls hooks.epoch_end, and what follows training is its work alone (is_main())."""
+    hooks = hooks or Hooks()
+    config = job.config
+    run = start(model, job, steps.train)
     state, result = run.state, run.state.result
-    if resume and checkpoint_path.is_file():
-        state.resume(checkpoint_path, config, run.device, run.main)
+    if job.resume and job.checkpoint.is_file():
+        state.resume(job.checkpoint, config, run.device, run.main)
         if run.main:
-            print(f"resuming from {checkpoint_path}: epoch {state.epoch + 1}, step {state.step}")
+            print(f"resuming from {job.checkpoint}: epoch {state.epoch + 1}, step {state.step}")
     last_saved = time.perf_counter()
     with StopFlag() as stop:
         while state.epoch < config.epochs:
             order = epoch_order(run)
-            if on_epoch_start is not None:
-                on_epoch_start(state.epoch)
+            if hooks.epoch_start is not None:
+                hooks.epoch_start(state.epoch)
             log, seconds = train_epoch(run, order, stop)
-            record = end_epoch(run, log, seconds, eval_step)
-            if (state.epoch >= config.epochs or result.stopped_early
+            record = end_epoch(run, log, seconds, steps.eval)
+            wrote = False  # a hook that wrote a file (best weights) has the checkpoint follow
+            if hooks.epoch_end is not None and run.main:
+                with averaged_weights(model, state.ema):  # what is kept is what was evaluated
+                    wrote = bool(hooks.epoch_end(state.epoch, record))
+            if (state.epoch >= config.epochs or result.stopped_early or wrote
                     or time.perf_counter() - last_saved >= CHECKPOINT_SECONDS):
                 run.save()
                 last_saved = time.perf_counter()
-            if on_epoch_end is not None and run.main:
-                with averaged_weights(model, state.ema):  # what is kept is what was evaluated
-                    on_epoch_end(state.epoch, record)
             if result.stopped_early:
                 if run.main:
                     print(f"time budget of {config.time_budget} min reached after "
@@ -187,7 +212,7 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
     return result
 
 
-def epoch_order(run: Run) -> Tensor:
+def epoch_order(run: Loop) -> Tensor:
     """This epoch's order of the training images, drawn again the same way on resume."""
     generator = run.state.order_generator
     generator.set_state(run.state.epoch_generator_state)
@@ -195,7 +220,7 @@ def epoch_order(run: Run) -> Tensor:
     return order.to(run.train_images.device)
 
 
-def train_epoch(run: Run, order: Tensor, stop: StopFlag) -> tuple[EpochLog, float]:
+def train_epoch(run: Loop, order: Tensor, stop: StopFlag) -> tuple[EpochLog, float]:
     """The epoch's steps from state.step on; returns their log and the epoch's seconds.
     On SIGINT/SIGTERM saves a checkpoint and raises Interrupted."""
     state, config = run.state, run.config
@@ -229,7 +254,7 @@ def train_epoch(run: Run, order: Tensor, stop: StopFlag) -> tuple[EpochLog, floa
     return log, seconds
 
 
-def train_step(run: Run, x: Tensor, y: Tensor, lr: float) -> tuple[dict[str, Tensor], int]:
+def train_step(run: Loop, x: Tensor, y: Tensor, lr: float) -> tuple[dict[str, Tensor], int]:
     """One optimiser step on this process's share of a batch; returns the logs and the
     number of images they cover."""
     state = run.state
@@ -248,7 +273,7 @@ def train_step(run: Run, x: Tensor, y: Tensor, lr: float) -> tuple[dict[str, Ten
     return logs, len(x)
 
 
-def interrupt(run: Run, steps_done: int, log: EpochLog) -> None:
+def interrupt(run: Loop, steps_done: int, log: EpochLog) -> None:
     """Save where the epoch stopped, with its logged sums so far, and raise Interrupted."""
     seconds = log.seconds()
     run.state.result.train_seconds += seconds
@@ -258,7 +283,7 @@ def interrupt(run: Run, steps_done: int, log: EpochLog) -> None:
     raise Interrupted(run.checkpoint_path)
 
 
-def end_epoch(run: Run, log: EpochLog, seconds: float, eval_step: EvalStep) -> dict[str, float]:
+def end_epoch(run: Loop, log: EpochLog, seconds: float, eval_step: EvalStep) -> dict[str, float]:
     """Total the epoch over all processes, score it on the validation split, add the record
     to the history and report it; move the state to the next epoch."""
     state = run.state
@@ -268,10 +293,10 @@ def end_epoch(run: Run, log: EpochLog, seconds: float, eval_step: EvalStep) -> d
     record.update({f"train_{k}": v / max(totals["seen"], 1) for k, v in totals["sums"].items()})
     # validation runs at the training precision (and speed), as the forward pass does
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.bf16):
-        scores = evaluate(state.model, eval_step, run.val_images, run.val_labels)
+        scores = validate(state.model, eval_step, run.val_images, run.val_labels)
         if state.ema is not None:  # the last weights too: the gain of averaging, run by run
             record.update({f"val_raw_{k}": v for k, v in scores.items()})
-            scores = evaluate(cast(ImageModel, state.ema.module), eval_step, run.val_images,
+            scores = validate(cast(ImageModel, state.ema.module), eval_step, run.val_images,
                               run.val_labels)
     record.update({f"val_{k}": v for k, v in scores.items()})
     state.result.history.append(record)
@@ -287,7 +312,7 @@ def end_epoch(run: Run, log: EpochLog, seconds: float, eval_step: EvalStep) -> d
 
 
 @torch.no_grad()
-def evaluate(model: ImageModel, eval_step: EvalStep, images: Tensor, labels: Tensor,
+def validate(model: ImageModel, eval_step: EvalStep, images: Tensor, labels: Tensor,
              batch_size: int = 500) -> dict[str, float]:
     """Average eval_step's scalars over a whole split, weighting by batch size."""
     model.eval()

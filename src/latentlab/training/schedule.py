@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 from torch import Tensor
 
+from latentlab.checkpoint import read_checkpoint
 from latentlab.config import Config
 
 
@@ -47,3 +49,34 @@ def progress(epoch: int, step: int, n_steps: int, epochs: int, elapsed: float = 
     (the schedule then finishes within the budget)."""
     by_steps = (epoch * n_steps + step) / (epochs * n_steps)
     return max(by_steps, elapsed / budget) if budget else by_steps
+
+
+class KLWarmup:
+    """The weight of a KL term: it ramps linearly from 0 to beta over the first
+    warmup_epochs of training (Bowman et al. 2016), then stays at beta. It counts training
+    steps from `done`, the steps a resumed run has already taken, so a resumed run carries
+    on where the interrupted one stopped."""
+
+    def __init__(self, beta: float, warmup_epochs: float, per_epoch: int, done: int = 0) -> None:
+        self.beta, self.warmup_steps, self.done = beta, warmup_epochs * per_epoch, done
+
+    def weight(self) -> float:
+        if self.warmup_steps <= 0 or self.done >= self.warmup_steps:
+            return self.beta
+        return self.beta * self.done / self.warmup_steps
+
+    def step(self) -> float:
+        """The weight of this training step; counts it."""
+        weight = self.weight()
+        self.done += 1
+        return weight
+
+
+def kl_warmup(config: Config, n_train: int, checkpoint: Path, resume: bool) -> KLWarmup:
+    """The run's KL schedule; on --resume, from the steps its checkpoint has taken."""
+    per_epoch = steps_per_epoch(n_train, config.batch_size)
+    done = 0
+    if resume and checkpoint.is_file():
+        state = read_checkpoint(checkpoint, "training checkpoint")
+        done = int(state.get("epoch", 0)) * per_epoch + int(state.get("step", 0))
+    return KLWarmup(config.beta, config.kl_warmup_epochs, per_epoch, done)
