@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, help="quick checks only")
     parser.add_argument("--test-limit", type=int, help="quick checks only")
     parser.add_argument("--tsne-points", type=int, default=2000)
-    parser.add_argument("--json", default=str(ROOT / "results" / "embeddings-real-pixels.json"),
+    parser.add_argument("--json", default=str(ROOT / "results" / "embeddings" / "real-pixels.json"),
                         help="finished runs, kept between invocations")
     parser.add_argument("--figures", metavar="FOLDER",
                         help="also draw t-SNE maps and pair distances of the real-pixel "

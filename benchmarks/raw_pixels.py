@@ -2,7 +2,7 @@
 
     python benchmarks/raw_pixels.py [--dataset folder:../shared/datasets/cifar10-jpeg.zip]
 
-Prints the accuracy and writes benchmarks/results/raw_pixels-<dataset>.json.
+Prints the accuracy and writes benchmarks/results/embeddings/raw_pixels-<dataset>.json.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def main() -> None:
     print(f"raw-pixel kNN accuracy (k=20, cosine) on {args.dataset}: {accuracy:.4f} "
           f"({time.perf_counter() - started:.0f} s)")
     name = re.sub(r"[^A-Za-z0-9.-]+", "_", Path(args.dataset.removeprefix("folder:")).stem)
-    out = HERE / "results" / f"raw_pixels-{name}.json"
-    out.parent.mkdir(exist_ok=True)
+    out = HERE / "results" / "embeddings" / f"raw_pixels-{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "dataset": args.dataset,
                                "raw_pixel_knn_accuracy": accuracy}, indent=2) + "\n")
 

@@ -5,7 +5,7 @@ the validation split: 2,000 fixed mixtures of official CIFAR-10 images (exact pi
 ../shared/datasets/cifar10-official-5k.zip) held out of training, whose JPEG twins are kept
 out of training too. The test split (1,017 other official images, twins excluded alike) is
 not looked at here: `latentlab evaluate` scores the one model chosen. Prints mean and spread
-over seeds and writes benchmarks/results/real_pixels/real_pixels.json.
+over seeds and writes benchmarks/results/separation/training-data/real_pixels.json.
 
     python benchmarks/real_pixels.py --minutes 6 --seeds 2       # every recipe
     python benchmarks/real_pixels.py --minutes 0.2 --recipes official --train-limit 200
@@ -54,7 +54,8 @@ def parse_args() -> argparse.Namespace:
                         help=f"comma-separated, from: {'; '.join(RECIPES)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-limit", type=int, default=None, help="for smoke checks only")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "real_pixels"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "separation"
+                                             / "training-data"))
     return parser.parse_args()
 
 

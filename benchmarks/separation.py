@@ -4,7 +4,9 @@ Trains each separator for --minutes of wall-clock time (the learning-rate schedu
 compressed to end there and the weights of the best validation epoch are kept), then
 prints model, protocol, parameters, wall time, test PSNR and SSIM on the fixed 10,000 test
 mixtures, the time to separate all of them, and validation PSNR against training time.
-Writes benchmarks/results/separation.json (and separation_curve.png). JPEG-copy figures
+Writes separation.json (and separation_curve.png) under --out, by default
+benchmarks/results/separation/ (kept results go in the folder of the question they
+answer, e.g. benchmarks/results/separation/width/). JPEG-copy figures
 only: a model trained on the JPEG copy learns the compression (benchmarks/real_pixels.py
 and `latentlab evaluate` score on real pixels). Anchors (dB): returning the mixture 15.6,
 BASIS ~19-20 on the official release.
@@ -24,7 +26,7 @@ BASIS ~19-20 on the official release.
     # train a finished run further (fresh schedule); the curve continues the earlier one
     python benchmarks/separation.py --minutes 100 --models unet --protocols full \
         --learning-rate 1e-3 --init-from \
-        benchmarks/results/separation_runs_full/separation/unet/separator_model.pth
+        benchmarks/results/separation/separation_runs_full/separation/unet/separator_model.pth
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def parse_args() -> argparse.Namespace:
                         help="train nothing: time untrained --models at each width separating "
                              "the fixed test mixtures on --device, to see which widths fit "
                              "the one-minute bar (writes separation-timing.json)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "separation"))
     return parser.parse_args()
 
 

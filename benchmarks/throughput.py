@@ -5,7 +5,8 @@ each step spent in augmentation, forward (with the loss), backward and the optim
 
 Each model trains on random CIFAR-10-shaped images (speed does not depend on the pixels)
 with the training step of its experiment, as the training loop runs it: channels-last,
-bf16 autocast or not, AdamW. Prints a table and writes benchmarks/results/throughput.json."""
+bf16 autocast or not, AdamW. Prints a table and writes
+benchmarks/results/throughput/fp32-vs-bf16.json."""
 
 from __future__ import annotations
 
@@ -143,7 +144,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="timed steps per model and precision")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--only", nargs="*", choices=list(MODELS), help="models to time")
-    parser.add_argument("--json", default=str(HERE / "results" / "throughput.json"))
+    parser.add_argument("--json",
+                        default=str(HERE / "results" / "throughput" / "fp32-vs-bf16.json"))
     args = parser.parse_args()
     device = pick_device(args.device)
     rows = []

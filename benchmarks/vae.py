@@ -11,8 +11,8 @@ JPEG copy, less the twins of validation and test images, and each epoch is score
 validation split; the test split is scored once, at the end, on real pixels and on their
 JPEG twins. Only the real-pixel figure stands beside published ones: the JPEG files hold
 less information than the official pixels. Prints a table and writes
-benchmarks/results/vae.json. bits/dim = -ELBO / (3072 ln 2), one z ~ q(z|x) per test image,
-with the discretised logistic likelihood over 8-bit values.
+benchmarks/results/vae/real-pixels.json. bits/dim = -ELBO / (3072 ln 2), one z ~ q(z|x) per
+test image, with the discretised logistic likelihood over 8-bit values.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "vae.json"))
+    parser.add_argument("--json",
+                        default=str(ROOT / "benchmarks" / "results" / "vae" / "real-pixels.json"))
     args = parser.parse_args()
 
     extra = None if args.extra_train == "none" else args.extra_train
