@@ -56,20 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentlab", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # each adds its command, with the function that runs it (args.run): one place per command
+    for add in (add_datasets_command, add_train_command, add_report_command,
+                add_embed_command, add_vae_study_command, add_separate_command,
+                add_evaluate_command, add_run_command):
+        add(commands)
+    return parser
 
+
+def add_datasets_command(commands: Commands) -> None:
     datasets = commands.add_parser("datasets", help="list datasets and where they were found")
     datasets.add_argument("--data-dir", help="directory searched first")
-    add_train_command(commands)
+    datasets.set_defaults(run=command_datasets)
+
+
+def add_report_command(commands: Commands) -> None:
     report = commands.add_parser("report", help="write RESULTS_DIR/report.html: metrics, "
                                  "figures and an embedding explorer in one offline page")
     report.add_argument("results_dir", metavar="RESULTS_DIR",
                         help="the --out folder of one or more training runs")
-    add_embed_command(commands)
-    add_vae_study_command(commands)
-    add_separate_command(commands)
-    add_evaluate_command(commands)
-    add_run_command(commands)
-    return parser
+    report.set_defaults(run=command_report)
 
 
 def add_train_command(commands: Commands) -> None:
@@ -80,6 +86,7 @@ def add_train_command(commands: Commands) -> None:
     experiments = train.add_subparsers(dest="experiment", metavar="MODEL", required=True)
     for name in EXPERIMENTS:
         add_config_options(experiments.add_parser(name, help=f"train the {name} model"), name)
+    train.set_defaults(run=command_train)
 
 
 def add_vae_study_command(commands: Commands) -> None:
@@ -88,6 +95,7 @@ def add_vae_study_command(commands: Commands) -> None:
     add_config_options(study, "vae")
     study.add_argument("--betas", default="0.1,0.5,1,4",
                        help="comma-separated KL weights to train (default: 0.1,0.5,1,4)")
+    study.set_defaults(run=command_vae_study)
 
 
 def add_run_command(commands: Commands) -> None:
@@ -96,6 +104,7 @@ def add_run_command(commands: Commands) -> None:
     add_config_options(run, "contrastive")
     run.add_argument("--quick", action="store_true",
                      help="a quick look: 3 epochs (unless --epochs is given)")
+    run.set_defaults(run=command_run)
 
 
 def add_embed_command(commands: Commands) -> None:
@@ -111,6 +120,7 @@ def add_embed_command(commands: Commands) -> None:
     embed.add_argument("--limit", type=int, metavar="N", help="embed only the first N images")
     embed.add_argument("--data-dir", help="directory searched first for dataset files")
     embed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    embed.set_defaults(run=command_embed)
 
 
 def add_separate_command(commands: Commands) -> None:
@@ -126,6 +136,7 @@ def add_separate_command(commands: Commands) -> None:
                           help="mix these two images and separate the mixture")
     separate.add_argument("--out", default="separated",
                           help="folder for the PNG results (default: separated)")
+    separate.set_defaults(run=command_separate)
 
 
 def add_evaluate_command(commands: Commands) -> None:
@@ -147,6 +158,7 @@ def add_evaluate_command(commands: Commands) -> None:
     evaluate.add_argument("--data-dir", help="directory searched first for dataset files")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     evaluate.add_argument("--out", metavar="FILE.json", help="also write the scores here")
+    evaluate.set_defaults(run=command_evaluate)
 
 
 def resolve_config(args: argparse.Namespace, experiment: str) -> Config:
@@ -261,16 +273,11 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"datasets": command_datasets, "train": command_train, "run": command_run,
-            "report": command_report, "embed": command_embed, "vae-study": command_vae_study,
-            "separate": command_separate, "evaluate": command_evaluate}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return int(args.run(args))
     except UserError as error:
         print(f"latentlab: error: {error}", file=sys.stderr)
         return 2
