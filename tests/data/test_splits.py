@@ -58,9 +58,19 @@ def test_oversampling_repeats_the_datasets_own_training_images(tmp_path):
     official, copy = write_official_and_twins(tmp_path)
     once = training_data(Config(dataset=official, validation=4))
     thrice = training_data(Config(dataset=official, validation=4, oversample=3))
-    assert len(thrice.train_labels) == 3 * len(once.train_labels)
-    assert codes(thrice.train_images) == codes(once.train_images)
+    images, labels = thrice.epoch_images()
+    assert len(labels) == len(images) == 3 * len(once.train_labels)
+    assert codes(images[torch.arange(len(images))]) == codes(once.train_images)
+    # each image is held once (a kNN bank counts it once); the epoch repeats it by index
+    assert torch.equal(thrice.train_images, once.train_images)
+    counts = torch.bincount(images.index, minlength=len(once.train_labels))
+    assert counts.tolist() == [3] * len(once.train_labels)
     assert torch.equal(thrice.val_images, once.val_images)
+    # --extra-train images are not repeated
+    both = training_data(Config(dataset=official, extra_train=copy, validation=4, oversample=3))
+    images, labels = both.epoch_images()
+    assert len(labels) == 3 * len(once.train_labels) + (len(both.train_labels)
+                                                        - len(once.train_labels))
 
 
 def test_validation_split_is_seeded_and_sized_by_the_training_set():

@@ -4,6 +4,7 @@ class-stratified hold-out that splits a dataset without split folders."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -27,6 +28,9 @@ class ImageData:
     val_images: Tensor | None = None
     val_labels: Tensor | None = None
     val_names: list[str] = field(default_factory=list)
+    # how many times each training image is seen per epoch (--oversample); None: once each.
+    # train_images holds every image once, so a kNN bank never counts one image twice
+    train_repeats: Tensor | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -56,8 +60,45 @@ class ImageData:
     def select_train(self, keep: Tensor) -> ImageData:
         """The same data with only the training images where keep (N,) bool is True."""
         names = [n for n, k in zip(self.train_names, keep.tolist()) if k]
+        repeats = None if self.train_repeats is None else self.train_repeats[keep]
         return replace(self, train_images=self.train_images[keep],
-                       train_labels=self.train_labels[keep], train_names=names)
+                       train_labels=self.train_labels[keep], train_names=names,
+                       train_repeats=repeats)
+
+    def epoch_images(self) -> tuple[Tensor, Tensor]:
+        """The images and labels an epoch trains on: each training image as often as
+        train_repeats says, by index, without copying an image."""
+        if self.train_repeats is None:
+            return self.train_images, self.train_labels
+        index = torch.arange(len(self.train_labels)).repeat_interleave(self.train_repeats)
+        return cast(Tensor, IndexedImages(self.train_images, index)), self.train_labels[index]
+
+
+class IndexedImages:
+    """Tensor-like images[index[i]]: the images an index names, repeats included, read
+    batch by batch from one copy of each image."""
+
+    def __init__(self, images: Tensor, index: Tensor) -> None:
+        self.images, self.index = images, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: Tensor | slice | int) -> Tensor:
+        if isinstance(i, Tensor):
+            i = i.to(self.index.device)
+        return self.images[self.index[i]]
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size([len(self.index), *self.images.shape[1:]])
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> IndexedImages:
+        return IndexedImages(self.images.to(device), self.index.to(device))
 
 
 def holdout_mask(labels: Tensor, seed: int, test_fraction: float = 0.2) -> Tensor:

@@ -72,12 +72,8 @@ def training_data(config: Config) -> ImageData:
         print(f"--exclude: {before - len(data.train_labels):,} training images left out")
     data = hold_out_validation(data, validation_size(len(data.train_labels), config.validation),
                                config.seed)
-    if config.oversample > 1:
-        repeat = torch.arange(len(data.train_labels)).repeat(config.oversample)
-        data = replace(data, train_images=data.train_images[repeat],
-                       train_labels=data.train_labels[repeat],
-                       train_names=[data.train_names[i] for i in repeat] if data.train_names
-                       else [])
+    if config.oversample > 1:  # repeated by index: data.epoch_images()
+        data = replace(data, train_repeats=torch.full_like(data.train_labels, config.oversample))
     if config.extra_train:
         data = add_extra_training(data, config, listed)
     return data
@@ -104,6 +100,8 @@ def add_extra_training(data: ImageData, config: Config, listed: set[str]) -> Ima
     print(f"--extra-train: {len(kept.train_labels):,} training images of {extra.name} "
           f"({len(extra.train_labels) - len(kept.train_labels):,} left out: listed, or twins of "
           "validation or test images)")
+    repeats = None if data.train_repeats is None else torch.cat(
+        [data.train_repeats, torch.ones_like(kept.train_labels)])
     return replace(data, train_images=torch.cat([data.train_images, kept.train_images]),
                    train_labels=torch.cat([data.train_labels, kept.train_labels]),
-                   train_names=data.train_names + kept.train_names)
+                   train_names=data.train_names + kept.train_names, train_repeats=repeats)

@@ -95,8 +95,8 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     check_model_name(config.model)  # before the minutes a large dataset takes to load
     data = shared.load_data(config)
     assert data.val_images is not None
-    train = training_mixtures(data.train_images, config.protocol, config.seed,
-                              data.train_labels)
+    images, labels = data.epoch_images()  # --oversample repeats images by index
+    train = training_mixtures(images, config.protocol, config.seed, labels)
     val = fixed_test_mixtures(data.val_images, VALIDATION_MIXTURES, VALIDATION_MIXTURE_SEED)
     test = fixed_test_mixtures(data.test_images)
     fresh = " (fresh pairs every epoch)" if train.fresh_each_epoch else ""

@@ -72,7 +72,7 @@ def start_run(config: Config) -> Path:
 def job(config: Config, data: ImageData, resume: bool) -> Job:
     """A run's training and validation splits, and its checkpoint in its results folder."""
     assert data.val_images is not None and data.val_labels is not None
-    return Job(config, (data.train_images, data.train_labels),
+    return Job(config, data.epoch_images(),
                (data.val_images, data.val_labels), config.run_dir / "checkpoint.pth", resume)
 
 
