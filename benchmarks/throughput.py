@@ -105,7 +105,6 @@ def measure(options: dict[str, Any], bf16: bool, args: argparse.Namespace,
     clock = Clock(device)
     model, step, batch = case(config, clock, images, labels)
     model.to(device).to(memory_format=torch.channels_last)
-    model.precision = config.precision
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     for number in range(args.steps + 2):

@@ -1,7 +1,7 @@
 """The `evaluate` command: score any saved model on the test split of any dataset.
 
 Separators: PSNR, SSIM and the gain over returning the mixture, on fixed seeded mixtures of
-the test images. Where a twins file lies beside the dataset (see splits.py), the same
+the test images. Where a twins file lies beside the dataset (see data/twins.py), the same
 mixtures are scored again on the test images' JPEG twins, and the shortcut ratio is
 gain on real pixels / gain on their JPEG twins: near 1 for a separator that learned images,
 near 0 for one that learned the compression. Embedding models: kNN and linear probe with a
