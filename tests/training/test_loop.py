@@ -65,6 +65,21 @@ def test_resume_after_a_kill_mid_epoch_equals_an_uninterrupted_run(tmp_path: Pat
     assert same_weights(straight, resumed)
 
 
+def test_resume_with_a_time_budget_follows_the_step_count_not_the_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(tmp_path, time_budget=10.0)  # far more than 3 tiny epochs take
+    monkeypatch.setattr("time.perf_counter", lambda: 0.0)  # both runs' first epochs alike
+    straight = train(config, tmp_path / "a.pth")
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "b.pth", stop_at_call=6)  # epoch 2 of 3
+    budget_steps = torch.load(tmp_path / "b.pth", weights_only=True)["budget_steps"]
+    assert budget_steps > 12  # the budget as steps, measured over the first epoch
+    clock = iter(range(0, 10**9, 100))  # the resumed run is slow: 100 s between two looks
+    monkeypatch.setattr("time.perf_counter", lambda: float(next(clock)))
+    resumed = train(config, tmp_path / "b.pth", resume=True)
+    assert same_weights(straight, resumed)  # by the clock, the budget ran out at once
+
+
 @pytest.mark.parametrize("interval, saves", [(0.0, 3), (3600.0, 1)])
 def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_writes_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval: float, saves: int) -> None:
@@ -126,6 +141,8 @@ def test_progress_follows_the_steps_or_a_time_budget_that_runs_out_sooner() -> N
     assert progress(1, 2, 4, 3, elapsed=30.0, budget=60.0) == 0.5
     assert progress(1, 2, 4, 3, elapsed=45.0, budget=60.0) == 0.75
     assert progress(0, 0, 4, 3, elapsed=100.0) == 0.0  # no budget: time plays no part
+    # the budget as a step count: the clock plays no part
+    assert progress(1, 2, 4, 3, elapsed=1e6, budget=60.0, budget_steps=8) == 0.75
 
 
 def test_ema_keeps_and_scores_the_moving_average_of_the_weights(tmp_path: Path) -> None:

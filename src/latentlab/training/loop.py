@@ -31,6 +31,7 @@ from latentlab.training.schedule import (
     budget_seconds,
     learning_rate,
     progress,
+    steps_in_budget,
     steps_per_epoch,
 )
 from latentlab.training.state import TrainResult, TrainState, empty_partial
@@ -233,8 +234,9 @@ def train_epoch(run: Loop, order: Tensor, stop: StopFlag) -> tuple[EpochLog, flo
     for step, x, y in batches(run.train_images, run.train_labels, order, config.batch_size,
                               state.step):
         done = progress(state.epoch, step, run.n_steps, config.epochs,
-                        state.result.train_seconds + log.seconds(), run.budget)
-        if run.budget:  # every process must follow the same schedule
+                        state.result.train_seconds + log.seconds(), run.budget,
+                        state.budget_steps)
+        if run.budget and not state.budget_steps:  # every process must follow one schedule
             [done] = distributed.max_over_processes([done], run.device)
         logs, n = train_step(run, x, y, learning_rate(config, done))
         log.add(logs, n)
@@ -307,6 +309,11 @@ def end_epoch(run: Loop, log: EpochLog, seconds: float, eval_step: EvalStep) -> 
               f"validation loss {record['val_loss']:.4f}{raw}  {seconds:.1f}s  "
               f"{record['images_per_second']:.0f} img/s", flush=True)
     state.epoch, state.step, state.partial = state.epoch + 1, 0, empty_partial()
+    if run.budget and state.budget_steps is None and not state.result.stopped_early:
+        # from here on the budget is a step count: resume follows the same schedule exactly
+        steps = steps_in_budget(run.budget, state.result.train_seconds, state.epoch * run.n_steps)
+        [most] = distributed.max_over_processes([float(steps)], run.device)
+        state.budget_steps = int(most)
     state.epoch_generator_state = state.order_generator.get_state()
     return record
 

@@ -44,11 +44,21 @@ def budget_seconds(config: Config) -> float | None:
 
 
 def progress(epoch: int, step: int, n_steps: int, epochs: int, elapsed: float = 0.0,
-             budget: float | None = None) -> float:
-    """How far the schedule is, 0 to 1: by steps, or by time when a budget runs out sooner
-    (the schedule then finishes within the budget)."""
-    by_steps = (epoch * n_steps + step) / (epochs * n_steps)
+             budget: float | None = None, budget_steps: int | None = None) -> float:
+    """How far the schedule is, 0 to 1: by steps, or by the time budget when it runs out
+    sooner (the schedule then finishes within it). Once the budget has been turned into a
+    step count (budget_steps, after the first epoch), steps alone decide, so a resumed run
+    follows the schedule an uninterrupted one did."""
+    done = epoch * n_steps + step
+    by_steps = done / (epochs * n_steps)
+    if budget_steps:
+        return max(by_steps, done / budget_steps)
     return max(by_steps, elapsed / budget) if budget else by_steps
+
+
+def steps_in_budget(budget: float, seconds: float, steps: int) -> int:
+    """The steps a time budget (seconds) buys at the pace of `steps` steps in `seconds`."""
+    return max(steps, round(budget * steps / max(seconds, 1e-9)))
 
 
 class KLWarmup:

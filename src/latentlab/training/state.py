@@ -46,6 +46,7 @@ class TrainState:
     epoch_generator_state: Tensor  # order_generator's state when this epoch began
     epoch: int = 0  # epochs done
     step: int = 0  # steps done in this epoch
+    budget_steps: int | None = None  # --time-budget as a step count, from the first epoch
     result: TrainResult = field(default_factory=TrainResult)
     partial: dict[str, Any] = field(default_factory=empty_partial)
 
@@ -68,7 +69,7 @@ class TrainState:
             "model_class": type(model).__name__, "hparams": model.hparams(),
             "model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "epoch": self.epoch, "step": self.step,
+            "epoch": self.epoch, "step": self.step, "budget_steps": self.budget_steps,
             "epoch_generator_state": self.epoch_generator_state,
             "torch_rng_state": torch.get_rng_state(),
             "cuda_rng_state": torch.cuda.get_rng_state() if device.type == "cuda" else None,
@@ -90,6 +91,7 @@ class TrainState:
         if self.ema is not None and saved.get("ema") is not None:
             self.ema.load_state_dict(saved["ema"])
         self.epoch, self.step = saved["epoch"], saved["step"]
+        self.budget_steps = saved.get("budget_steps")
         self.epoch_generator_state = saved["epoch_generator_state"]
         self.result.history = saved["history"]
         self.result.train_seconds = saved["train_seconds"]
