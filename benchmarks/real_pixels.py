@@ -86,7 +86,7 @@ def main() -> int:
                              "train_seconds": metrics["train_seconds"],
                              "images_per_second": metrics["images_per_second"],
                              "best_val_psnr": metrics["best_val_psnr"],
-                             "val_psnr_vs_time": metrics["psnr_vs_time"]})
+                             "val_psnr_vs_time": metrics["val_psnr_vs_time"]})
     except UserError as error:
         print(f"real-pixels benchmark: error: {error}", file=sys.stderr)
         return 2

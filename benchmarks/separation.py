@@ -215,8 +215,17 @@ def print_table(rows: list[dict]) -> None:
     print("\nValidation PSNR (dB) against training time (s) since the first epoch, after each "
           "epoch:")
     for r in rows:
-        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in curve_since_first_run(r))
-        print(f"  {r['model']} ({r['protocol']}): {curve}")
+        curve = ", ".join(f"{t:.0f}s {p:.2f}" for t, p in curve_since_first_run(r, curve_key(r)))
+        print(f"  {r['model']} ({r['protocol']}{older(r)}): {curve}")
+
+
+def curve_key(row: dict) -> str:
+    """Runs before one PSNR definition kept their curve as psnr_vs_time."""
+    return "val_psnr_vs_time" if "val_psnr_vs_time" in row else "psnr_vs_time"
+
+
+def older(row: dict) -> str:
+    return "" if "val_psnr_vs_time" in row else ", older PSNR definition"
 
 
 def print_spread(rows: list[dict]) -> None:
@@ -233,13 +242,14 @@ def print_spread(rows: list[dict]) -> None:
 def plot_curves(rows: list[dict], path: Path) -> None:
     figure, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
-        curve = curve_since_first_run(r)
+        curve = curve_since_first_run(r, curve_key(r))
         [line] = ax.plot([t / 60 for t, _ in curve], [p for _, p in curve], "-o", markersize=3,
-                         label=f"{r['model']} ({r['protocol']}, "
+                         label=f"{r['model']} ({r['protocol']}{older(r)}, "
                                f"{r['num_parameters']:,} parameters at the end)")
         offset = r.get("initialised_from", {}).get("train_seconds", 0.0)  # of a continued run
-        if "last_weights_psnr_vs_time" in r:  # an --ema run: its last weights, dashed
-            last = r["last_weights_psnr_vs_time"]
+        last_key = "last_weights_" + curve_key(r)
+        if last_key in r:  # an --ema run: its last weights, dashed
+            last = r[last_key]
             ax.plot([(t + offset) / 60 for t, _ in last], [p for _, p in last], "--",
                     color=line.get_color(), lw=1, label=f"{r['model']}, last weights")
         if "initialised_from" in r:

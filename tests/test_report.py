@@ -106,7 +106,7 @@ def test_metrics_table_bolds_the_best_value_of_comparable_rows() -> None:
 
 def test_metrics_table_leaves_tables_and_curves_out_and_writes_small_dicts_in_a_line() -> None:
     table = metrics_table([run("unet", test_psnr=19.0, test_psnr_if_tiles_could_swap={
-        "16": 19.5, "8": 20.0}, psnr_vs_time=[[1.0, 17.0]], test_psnr_by_class_pair={
+        "16": 19.5, "8": 20.0}, val_psnr_vs_time=[[1.0, 17.0]], test_psnr_by_class_pair={
         "classes": ["a"], "psnr": [[19.0]]})])
     rows = dict(re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", table))
     assert rows["test psnr if tiles could swap ↑"] == "<td>16: 19.5, 8: 20</td>"

@@ -44,7 +44,7 @@ def test_benchmark_runs_every_seed_and_reports_mean_and_spread(tmp_path, monkeyp
                 "train_seconds": 1.0, "epochs": 1, "test_psnr": 17.0 + config.seed,
                 "test_ssim": 0.5, "separation_seconds": 0.1, "test_mixtures": 10,
                 "baseline_average_psnr": 15.0, "baseline_average_ssim": 0.4,
-                "psnr_vs_time": [[1.0, 17.0]], "device": "cpu"}
+                "val_psnr_vs_time": [[1.0, 17.0]], "device": "cpu"}
 
     monkeypatch.setattr(separation, "run", finished)
     code = run_benchmark("--models", "unet", "--protocols", "full", "--dataset", "digits",

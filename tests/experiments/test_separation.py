@@ -10,6 +10,7 @@ from latentlab.cli import main
 from latentlab.config import Config
 from latentlab.data.mixtures import MixturePairs
 from latentlab.experiments import separation, shared
+from latentlab.metrics.separation import score_mixtures
 from latentlab.training.best import BestWeights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -158,3 +159,24 @@ def test_loaded_separator_reproduces_the_mixture(trained_unet):
     m = torch.rand(5, 1, 8, 8)
     first, second = model.separate(m)
     assert torch.allclose((first + second) / 2, m, atol=1e-6)
+
+
+def test_validation_psnr_is_the_test_psnr_of_the_same_outputs():
+    """One definition: the mean over mixtures of both outputs' PSNR, for the epoch's choice
+    and the test figure alike (not the PSNR of the two outputs' pooled error)."""
+    config = Config(experiment="separator", width=4).validate()
+    model = separation.build(config, (3, 8, 8)).eval()
+    sources = torch.randint(0, 256, (6, 2, 3, 8, 8), dtype=torch.uint8)
+    pairs = MixturePairs(sources.flatten(0, 1), torch.arange(12).view(6, 2))
+    m = pairs.mixtures(slice(None))
+    x1, x2 = separation.as_sources(sources)
+    # d off by a different amount per mixture, so pooled and per-image errors disagree
+    error = torch.linspace(0.01, 0.2, 6)[:, None, None, None]
+    model.difference = lambda m: ((x1 - x2) / 2 + error, torch.zeros(len(m)))
+    logs = separation.make_eval_step(config, variational=False)(model, m, sources)
+    first, second = model.project(m, (x1 - x2) / 2 + error)
+    by_hand = torch.stack([10 * torch.log10(1 / (out - x).pow(2).flatten(1).mean(1))
+                           for out, x in ((first, x1), (second, x2))]).mean()
+    assert float(logs["psnr"]) == pytest.approx(float(by_hand), abs=1e-4)
+    assert float(logs["psnr"]) == pytest.approx(score_mixtures(model, pairs)["test_psnr"],
+                                                abs=1e-4)

@@ -63,14 +63,14 @@ def saved_separator(path, width, seed, **metrics):
 
 def test_init_from_copies_the_weights_of_a_finished_separator(tmp_path):
     earlier = saved_separator(tmp_path / "earlier.pth", 8, seed=1, train_seconds=60.0,
-                              test_psnr=20.5, psnr_vs_time=[[60.0, 20.5]], test_ssim=0.7)
+                              test_psnr=20.5, val_psnr_vs_time=[[60.0, 20.5]], test_ssim=0.7)
     model = separation.build(Config(experiment="separator", width=8, seed=2), (3, 16, 16))
     assert not torch.equal(model.head.weight, earlier.head.weight)
     record = warm_start(model, tmp_path / "earlier.pth")
     for name, value in earlier.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
     assert record == {"path": str(tmp_path / "earlier.pth"), "train_seconds": 60.0,
-                      "test_psnr": 20.5, "psnr_vs_time": [[60.0, 20.5]]}
+                      "test_psnr": 20.5, "val_psnr_vs_time": [[60.0, 20.5]]}
 
 
 def test_init_from_adds_or_drops_a_class_head(tmp_path):
@@ -160,13 +160,13 @@ def test_a_trained_unet_grows_wider_without_changing_its_output(tmp_path):
 
 def test_init_from_twice_records_the_training_since_the_first_run(tmp_path):
     saved_separator(tmp_path / "second.pth", 8, seed=1, train_seconds=50.0, epochs=2,
-                    test_psnr=21.0, psnr_vs_time=[[20.0, 20.8], [50.0, 21.0]],
+                    test_psnr=21.0, val_psnr_vs_time=[[20.0, 20.8], [50.0, 21.0]],
                     initialised_from={"train_seconds": 100.0, "epochs": 3,
-                                      "psnr_vs_time": [[100.0, 20.0]]})
+                                      "val_psnr_vs_time": [[100.0, 20.0]]})
     model = separation.build(Config(experiment="separator", width=8), (3, 16, 16))
     record = warm_start(model, tmp_path / "second.pth")
     assert record["train_seconds"] == 150.0 and record["epochs"] == 5
-    assert record["psnr_vs_time"] == [[100.0, 20.0], [120.0, 20.8], [150.0, 21.0]]
+    assert record["val_psnr_vs_time"] == [[100.0, 20.0], [120.0, 20.8], [150.0, 21.0]]
 
 
 def test_class_head_learns_the_classes_of_the_two_images_and_leaves_the_rest_as_it_was():

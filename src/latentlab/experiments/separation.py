@@ -16,7 +16,12 @@ from latentlab.data.mixtures import MixturePairs, fixed_test_mixtures, training_
 from latentlab.errors import UserError
 from latentlab.experiments import shared
 from latentlab.losses import separation_objective
-from latentlab.metrics.separation import as_sources, psnr_curve, score_on_test_split
+from latentlab.metrics.separation import (
+    as_sources,
+    mixture_psnr,
+    psnr_curve,
+    score_on_test_split,
+)
 from latentlab.models import SEPARATORS, Separator, TwoDecoderVAESeparator
 from latentlab.plots import plot_separation_examples
 from latentlab.report import show_class_pairs, write_comparison
@@ -68,6 +73,7 @@ def make_train_step(config: Config, warmup: KLWarmup | None, augmentation: str,
         d, kl = model(m)
         weight = warmup.step() if warmup is not None else None
         logs = separation_objective(m + d, m - d, x1, x2, kl, weight)
+        logs["psnr"] = mixture_psnr(m + d, m - d, x1, x2)
         logits = getattr(model, "logits", None)
         if config.class_weight and logits is not None:
             present = F.one_hot(train.classes(index), logits.shape[1]).amax(1).float()
@@ -86,7 +92,9 @@ def make_eval_step(config: Config, variational: bool) -> Any:
         x1, x2 = as_sources(sources)
         d, kl = model(m)
         first, second = model.project(m, d)
-        return separation_objective(first, second, x1, x2, kl, config.beta if variational else None)
+        logs = separation_objective(first, second, x1, x2, kl, config.beta if variational else None)
+        logs["psnr"] = mixture_psnr(first, second, x1, x2)  # what chooses the best epoch
+        return logs
 
     return step
 
@@ -129,9 +137,9 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     metrics = {"model": config.model, "protocol": config.protocol,
                **score_on_test_split(model, data, config.dataset),
                "best_epoch": best.epoch, "best_val_psnr": round(best.score, 3),
-               "psnr_vs_time": psnr_curve(result.history)}
+               "val_psnr_vs_time": psnr_curve(result.history)}
     if config.ema:  # the same run read out with its last weights instead of their average
-        metrics["last_weights_psnr_vs_time"] = psnr_curve(result.history, "val_raw_psnr")
+        metrics["last_weights_val_psnr_vs_time"] = psnr_curve(result.history, "val_raw_psnr")
     if initialised_from:
         metrics["initialised_from"] = initialised_from
     plot_separation_examples(model, test, config.run_dir / "separation_examples.png",

@@ -24,6 +24,13 @@ from latentlab.models import Separator
 SWAP_TILES = (16, 8, 4)  # tile sizes of the swap oracle in metrics.json (pixels)
 
 
+def mixture_psnr(first: Tensor, second: Tensor, x1: Tensor, x2: Tensor) -> Tensor:
+    """The mean over mixtures of the PSNR of both outputs under the better assignment: the
+    one definition of a separator's PSNR, for training logs, validation and test."""
+    return separation_scores(first.float(), second.float(), x1.float(), x2.float())[
+        "psnr"].mean().detach()
+
+
 def as_sources(sources: Tensor) -> tuple[Tensor, Tensor]:
     """(B, 2, C, H, W) uint8 pairs -> two (B, C, H, W) float images in [0, 1]."""
     pair = sources.float() / 255

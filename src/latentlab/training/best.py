@@ -11,6 +11,8 @@ from latentlab.errors import UserError
 from latentlab.files import save_atomic
 from latentlab.models import ImageModel, UNetSeparator
 
+CURVE = "val_psnr_vs_time"  # a separator's [training seconds, validation PSNR] per epoch
+
 
 class BestWeights:
     """An epoch_end hook that keeps the weights of the epoch with the highest validation
@@ -78,15 +80,16 @@ def totals_since_first_run(earlier: dict[str, Any], path: str) -> dict[str, Any]
         record["epochs"] = before.get("epochs", 0) + earlier["epochs"]
     if "test_psnr" in earlier:
         record["test_psnr"] = earlier["test_psnr"]
-    if "psnr_vs_time" in earlier:
-        record["psnr_vs_time"] = curve_since_first_run(earlier)
+    if CURVE in earlier:
+        record[CURVE] = curve_since_first_run(earlier)
     return record
 
 
-def curve_since_first_run(metrics: dict[str, Any]) -> list[list[float]]:
-    """A run's [training seconds, PSNR] curve, timed from the first epoch of the first run:
-    a continued run's curve follows the curve of the run it started from."""
+def curve_since_first_run(metrics: dict[str, Any], key: str = CURVE) -> list[list[float]]:
+    """A run's [training seconds, validation PSNR] curve, timed from the first epoch of the
+    first run: a continued run's curve follows the curve of the run it started from. Older
+    runs' `psnr_vs_time` (test PSNR, or validation PSNR by another definition) is another
+    measure and is never joined to it."""
     before = metrics.get("initialised_from", {})
     offset = before.get("train_seconds", 0.0)
-    return before.get("psnr_vs_time", []) + [
-        [t + offset, psnr] for t, psnr in metrics.get("psnr_vs_time", [])]
+    return before.get(key, []) + [[t + offset, psnr] for t, psnr in metrics.get(key, [])]
