@@ -152,7 +152,7 @@ def add_evaluate_command(commands: Commands) -> None:
     evaluate.add_argument("--bank", metavar="SPEC", help="embedding models: the dataset whose "
                           "training split is the kNN and probe bank (default: --dataset)")
     evaluate.add_argument("--seed", type=int, help="seed of a folder's held-out test split "
-                          "(default: the seed the model was trained with)")
+                          "(default: the --test-seed of the run that trained the model)")
     evaluate.add_argument("--test-limit", type=int, metavar="N", help="score only the seeded "
                           "subset of N test images that a run with --test-limit N scores")
     evaluate.add_argument("--data-dir", help="directory searched first for dataset files")

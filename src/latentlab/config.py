@@ -41,6 +41,9 @@ class Config:
                         "is evaluated and kept instead of the last weights (e.g. 0.999); 0: off")
     warmup_epochs: float = option(0.5, "linear learning-rate warm-up before cosine decay")
     seed: int = option(0, "seed for weights, data order and augmentation")
+    test_seed: int = option(0, "seed of the test images held out of a dataset without split "
+                            "folders (and of --test-limit's subset): kept apart from --seed, "
+                            "so runs with several seeds are scored on the same images")
     device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     precision: str = option("auto", "auto (bf16 autocast where the hardware runs bf16 "
                             "natively: recent GPUs, CPUs with AVX-512 BF16 or AMX; else fp32), "
@@ -234,4 +237,6 @@ def coerce(name: str, value: Any) -> Any:
 def from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a Config saved in a checkpoint (unknown keys from newer versions are ignored)."""
     known = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in values.items() if k in known})
+    values = {k: v for k, v in values.items() if k in known}
+    values.setdefault("test_seed", values.get("seed", 0))  # runs from before --test-seed
+    return Config(**values)

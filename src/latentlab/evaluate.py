@@ -32,9 +32,9 @@ def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
     if not Path(path).is_file():
         raise UserError(f"{path} does not exist; give a <name>_model.pth file")
     model = load(path, device)
-    # a folder dataset's held-out test split depends on the seed: by default the one the model
-    # was trained with, so a model is scored on the images its own run held out
-    seed = int(model.config.get("seed", 0)) if seed is None else seed
+    # a folder dataset's held-out test split depends on its seed: by default the one the
+    # model's run used, so a model is scored on the images its own run held out
+    seed = from_dict(model.config).test_seed if seed is None else seed
     data = load_dataset(dataset, data_dir, seed=seed).limit(None, test_limit, seed)
     if tuple(model.image_shape) != data.image_shape:
         raise UserError(f"{path} was trained on {'x'.join(map(str, model.image_shape))} images, "

@@ -114,9 +114,10 @@ def reload_test_images(config: dict[str, Any]) -> TestImages | None:
     try:
         resolved = from_dict(config)
         with contextlib.redirect_stdout(io.StringIO()):
-            data = load_dataset(resolved.dataset, resolved.data_dir, seed=resolved.seed,
+            data = load_dataset(resolved.dataset, resolved.data_dir, seed=resolved.test_seed,
                                 download_missing=False)
-            data = data.limit(resolved.train_limit, resolved.test_limit, seed=resolved.seed)
+            data = data.limit(resolved.train_limit, resolved.test_limit, seed=resolved.seed,
+                              test_seed=resolved.test_seed)
     except Exception:  # any failure only costs the thumbnails
         return None
     return TestImages(data.test_images, data.test_labels, data.class_names)

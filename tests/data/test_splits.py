@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latentlab.cli import main
-from latentlab.config import Config
+from latentlab.config import Config, from_dict
 from latentlab.data import load_dataset
 from latentlab.data.folders import name_ends, read_names
 from latentlab.data.splits import training_data, validation_size
@@ -136,3 +136,21 @@ def test_supcon_validation_loss_falls_on_a_class_sorted_folder(tmp_path):
     # there while the training loss falls (two classes mixed: down to log(249))
     assert history[-1]["val_loss"] < math.log(499) - 0.4
     assert history[-1]["val_loss"] < history[0]["val_loss"]
+
+
+def test_the_test_split_stays_put_across_training_seeds(tmp_path):
+    root = write_image_folder(tmp_path / "flat", classes=("a", "b"), per_class=20, splits=())
+    spec = f"folder:{root}"
+    runs = [training_data(Config(dataset=spec, seed=seed)) for seed in (0, 1, 2)]
+    for data in runs[1:]:  # the seed varies validation and training, never the test images
+        assert data.test_names == runs[0].test_names
+        assert data.val_names != runs[0].val_names
+    moved = training_data(Config(dataset=spec, seed=0, test_seed=5))
+    assert moved.test_names != runs[0].test_names
+    limited = [training_data(Config(dataset=spec, seed=s, test_limit=4)) for s in (0, 1)]
+    assert limited[0].test_names == limited[1].test_names
+
+
+def test_runs_from_before_test_seed_keep_the_test_split_they_held_out():
+    assert from_dict({"seed": 3}).test_seed == 3
+    assert from_dict({"seed": 3, "test_seed": 0}).test_seed == 0

@@ -37,12 +37,14 @@ class ImageData:
         c, h, w = self.train_images.shape[1:]
         return int(c), int(h), int(w)
 
-    def limit(self, train: int | None, test: int | None, seed: int = 0) -> ImageData:
+    def limit(self, train: int | None, test: int | None, seed: int = 0,
+              test_seed: int | None = None) -> ImageData:
         """A seeded random subset (for quick runs); None keeps a split whole. Each split is
-        drawn on its own, so the test subset does not depend on the training limit."""
+        drawn on its own (the test split with test_seed, default seed), so the test subset
+        does not depend on the training limit."""
 
         def pick(images: Tensor, labels: Tensor, names: list[str],
-                 n: int | None) -> tuple[Tensor, Tensor, list[str]]:
+                 n: int | None, seed: int) -> tuple[Tensor, Tensor, list[str]]:
             if n is None or n >= len(labels):
                 return images, labels, names
             generator = torch.Generator().manual_seed(seed)
@@ -50,9 +52,10 @@ class ImageData:
             return images[keep], labels[keep], [names[i] for i in keep] if names else []
 
         train_images, train_labels, train_names = pick(self.train_images, self.train_labels,
-                                                       self.train_names, train)
+                                                       self.train_names, train, seed)
         test_images, test_labels, test_names = pick(self.test_images, self.test_labels,
-                                                    self.test_names, test)
+                                                    self.test_names, test,
+                                                    seed if test_seed is None else test_seed)
         return replace(self, train_images=train_images, train_labels=train_labels,
                        train_names=train_names, test_images=test_images,
                        test_labels=test_labels, test_names=test_names)

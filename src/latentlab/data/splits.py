@@ -63,8 +63,10 @@ def without_listed(data: ImageData, listed: set[str], what: str) -> ImageData:
 def training_data(config: Config) -> ImageData:
     """The dataset of a run: --exclude applied, the validation split held out, and
     --extra-train images (less the twins of validation and test images) added."""
-    data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
-    data = data.limit(config.train_limit, config.test_limit, seed=config.seed)
+    # the test split follows its own seed: --seed varies training, not the test images
+    data = load_dataset(config.dataset, config.data_dir, seed=config.test_seed)
+    data = data.limit(config.train_limit, config.test_limit, seed=config.seed,
+                      test_seed=config.test_seed)
     listed = read_names(config.exclude) if config.exclude else set()
     if listed:
         before = len(data.train_labels)
@@ -83,7 +85,7 @@ def add_extra_training(data: ImageData, config: Config, listed: set[str]) -> Ima
     """data with the training images of --extra-train appended, less the listed ones and the
     twins of data's validation and test images."""
     assert config.extra_train is not None
-    extra = load_dataset(config.extra_train, config.data_dir, seed=config.seed)
+    extra = load_dataset(config.extra_train, config.data_dir, seed=config.test_seed)
     if extra.image_shape != data.image_shape or extra.class_names != data.class_names:
         raise UserError(f"--extra-train {config.extra_train} holds {extra.image_shape} images of "
                         f"classes {extra.class_names}, but {config.dataset} holds "
