@@ -49,7 +49,8 @@ OFFICIAL = SHARED / "cifar10-official-5k.zip"
 TWINS = SHARED / "cifar10-official-5k-jpeg-twins.txt"
 DATASETS: dict[str, dict[str, Any]] = {
     "cifar10": {"dataset": f"folder:{SHARED / 'cifar10-jpeg.zip'}",
-                "exclude": str(TWINS) if TWINS.is_file() else None},
+                # where real pixels are scored, a missing twins file is an error (--exclude)
+                "exclude": str(TWINS) if OFFICIAL.is_file() else None},
     "fashion-mnist": {"dataset": "fashion-mnist"}}
 TITLES = {"cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST"}
 METHODS = ["autoencoder", "contrastive", "supcon", "simclr"]
@@ -113,17 +114,18 @@ def extra_scores(config: Config, dataset: str) -> dict[str, float]:
     scores: dict[str, float] = {}
     for mirror, suffix in ((False, ""), (True, "_flips")):
         model.mirror = mirror  # plain embeddings, then with test-time flips
-        bank = embed_all(model, data.train_images)
+        bank_images, bank_labels = data.bank()
+        bank = embed_all(model, bank_images)
         queries = {"val": (data.val_images, data.val_labels),
                    "test": (data.test_images, data.test_labels)}
         if official is not None:
             queries["real"] = official[:2]
         for split, (images, labels) in queries.items():
             z = embed_all(model, images)
-            scores[f"{split}_knn{suffix}"] = knn_accuracy(bank, data.train_labels, z, labels)
+            scores[f"{split}_knn{suffix}"] = knn_accuracy(bank, bank_labels, z, labels)
             if split == "real":
                 scores[f"real_linear_probe{suffix}"] = linear_probe_accuracy(
-                    bank, data.train_labels, z, labels)
+                    bank, bank_labels, z, labels)
     return scores
 
 

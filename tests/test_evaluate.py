@@ -157,3 +157,14 @@ def test_evaluate_errors_end_in_one_message(tmp_path, capsys, arguments, message
     assert main(["evaluate", *arguments]) == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
+
+
+def test_a_bank_leaves_out_the_twins_of_the_scored_images(tmp_path):
+    official, copy = write_official_and_twins(tmp_path)
+    save_atomic(model_record(MLPAutoencoder((3, 8, 8), latent_dim=4), {"seed": 0}),
+                tmp_path / "ae.pth")
+    row = evaluate_saved(str(tmp_path / "ae.pth"), official, bank=copy)
+    # copy/train holds a twin of every official image: those of the 8 test images go
+    assert row["test_images"] == 8 and row["bank_twins_excluded"] == 8
+    own = evaluate_saved(str(tmp_path / "ae.pth"), official)  # its own training split
+    assert own["bank_twins_excluded"] == 0

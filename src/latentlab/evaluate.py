@@ -13,12 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from latentlab.checkpoint import load
 from latentlab.config import from_dict
 from latentlab.data import ImageData, load_dataset
 from latentlab.data.folders import matching
 from latentlab.data.splits import training_data
-from latentlab.data.twins import read_twins, twin_of, twins_file
+from latentlab.data.twins import read_twins, twin_of, twins_beside, twins_file, twins_of
 from latentlab.errors import UserError
 from latentlab.metrics.embeddings import embed_all, embedding_metrics
 from latentlab.metrics.likelihood import elbo_metrics
@@ -80,12 +83,25 @@ def score_embeddings(model: Any, data: ImageData, bank: str | None, data_dir: st
     if bank_data.class_names != data.class_names:
         raise UserError(f"--bank {bank} has classes {bank_data.class_names}, but the dataset "
                         f"has {data.class_names}; they must match")
-    row = embedding_metrics(embed_all(model, bank_data.train_images), bank_data.train_labels,
-                            embed_all(model, data.test_images), data.test_labels, seed=seed)
+    keep = bank_without_twins(bank_data, data.test_names, [data.name, bank])
+    row = embedding_metrics(embed_all(model, bank_data.train_images[keep]),
+                            bank_data.train_labels[keep], embed_all(model, data.test_images),
+                            data.test_labels, seed=seed)
     row["bank"] = bank or "the dataset's training split"
+    row["bank_twins_excluded"] = int((~keep).sum())
     if model.kind == "vae":
         row.update(elbo_metrics(model, data.test_images, seed))
     return row
+
+
+def bank_without_twins(bank: ImageData, scored: list[str], specs: list[str | None]) -> Tensor:
+    """(N,) bool: the bank's training images that are neither a scored image nor its twin
+    (by the twins files beside the datasets), so no test image finds itself in the bank."""
+    twins = twins_beside(specs)
+    unwanted = set(scored) | set(twins_of(scored, twins))
+    if not bank.train_names or not unwanted:
+        return torch.ones(len(bank.train_labels), dtype=torch.bool)
+    return ~matching(bank.train_names, unwanted)
 
 
 def describe(row: dict[str, Any]) -> str:
@@ -112,7 +128,8 @@ def describe(row: dict[str, Any]) -> str:
                          f"{row['shortcut_ratio']:.2f}")
     if "knn_accuracy" in row:
         lines.append(f"kNN accuracy {row['knn_accuracy']:.3f}, linear probe "
-                     f"{row['linear_probe_accuracy']:.3f} (bank: {row['bank']})")
+                     f"{row['linear_probe_accuracy']:.3f} (bank: {row['bank']}, "
+                     f"{row['bank_twins_excluded']:,} twins of the scored images left out)")
     if "test_bits_per_dim" in row:
         lines.append(f"bits/dim {row['test_bits_per_dim']:.3f}")
     return "\n".join(lines)

@@ -154,3 +154,25 @@ def test_the_test_split_stays_put_across_training_seeds(tmp_path):
 def test_runs_from_before_test_seed_keep_the_test_split_they_held_out():
     assert from_dict({"seed": 3}).test_seed == 3
     assert from_dict({"seed": 3, "test_seed": 0}).test_seed == 0
+
+
+def test_a_knn_bank_holds_each_image_once_beside_extra_twins(tmp_path):
+    official, copy = write_official_and_twins(tmp_path)
+    data = training_data(Config(dataset=official, extra_train=copy, validation=4))
+    images, labels = data.bank()
+    # the official training images and their JPEG 'twins' both train ...
+    assert len(data.train_labels) == 2 * len(codes(data.train_images))
+    # ... but the bank counts each image once
+    assert len(labels) == len(images) == len(codes(images)) == len(codes(data.train_images))
+
+
+def test_an_empty_or_unmatched_exclusion_list_is_an_error(tmp_path):
+    official, _ = write_official_and_twins(tmp_path)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing here\n\n")
+    with pytest.raises(UserError, match="lists no image names"):
+        training_data(Config(dataset=official, exclude=str(empty)))
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("cifar10/train/cat/0001.jpg\n")
+    with pytest.raises(UserError, match="none of"):
+        training_data(Config(dataset=official, exclude=str(elsewhere)))

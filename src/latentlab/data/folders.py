@@ -117,7 +117,11 @@ def read_names(path: str | Path) -> set[str]:
         text = file.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read --exclude {path} ({error})") from None
-    return {name for line in text.splitlines() for name in line.split("#")[0].split()}
+    names = {name for line in text.splitlines() for name in line.split("#")[0].split()}
+    if not names:  # an empty list would silently exclude nothing
+        raise UserError(f"--exclude {path} lists no image names; give a text file of paths "
+                        "inside the folder or zip, one or more per line")
+    return names
 
 
 def name_ends(name: str) -> list[str]:

@@ -31,6 +31,9 @@ class ImageData:
     # how many times each training image is seen per epoch (--oversample); None: once each.
     # train_images holds every image once, so a kNN bank never counts one image twice
     train_repeats: Tensor | None = None
+    # (N,) bool: the training images a kNN bank holds, one copy of each image (an
+    # --extra-train image whose twin is one of the dataset's own training images is not)
+    bank_mask: Tensor | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -64,9 +67,17 @@ class ImageData:
         """The same data with only the training images where keep (N,) bool is True."""
         names = [n for n, k in zip(self.train_names, keep.tolist()) if k]
         repeats = None if self.train_repeats is None else self.train_repeats[keep]
+        bank = None if self.bank_mask is None else self.bank_mask[keep]
         return replace(self, train_images=self.train_images[keep],
                        train_labels=self.train_labels[keep], train_names=names,
-                       train_repeats=repeats)
+                       train_repeats=repeats, bank_mask=bank)
+
+    def bank(self) -> tuple[Tensor, Tensor]:
+        """The training images and labels a kNN bank or linear probe is fitted on: each
+        image once, however often it trains."""
+        if self.bank_mask is None:
+            return self.train_images, self.train_labels
+        return self.train_images[self.bank_mask], self.train_labels[self.bank_mask]
 
     def epoch_images(self) -> tuple[Tensor, Tensor]:
         """The images and labels an epoch trains on: each training image as often as

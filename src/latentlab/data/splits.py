@@ -19,7 +19,7 @@ from latentlab.config import Config
 from latentlab.data.datasets import load_dataset
 from latentlab.data.folders import matching, read_names
 from latentlab.data.image_data import ImageData
-from latentlab.data.twins import read_twins, twins_file, twins_of
+from latentlab.data.twins import twins_beside, twins_of
 from latentlab.errors import UserError
 
 LARGE_TRAINING_SET = 40_000  # from this many training images on, ...
@@ -72,6 +72,10 @@ def training_data(config: Config) -> ImageData:
         before = len(data.train_labels)
         data = without_listed(data, listed, f"--exclude {config.exclude}")
         print(f"--exclude: {before - len(data.train_labels):,} training images left out")
+        if before == len(data.train_labels) and not config.extra_train:
+            raise UserError(f"--exclude {config.exclude} names {len(listed):,} images but none "
+                            f"of {config.dataset}'s training images; give names as paths "
+                            "inside the folder or zip (or their ends)")
     data = hold_out_validation(data, validation_size(len(data.train_labels), config.validation),
                                config.seed)
     if config.oversample > 1:  # repeated by index: data.epoch_images()
@@ -90,11 +94,10 @@ def add_extra_training(data: ImageData, config: Config, listed: set[str]) -> Ima
         raise UserError(f"--extra-train {config.extra_train} holds {extra.image_shape} images of "
                         f"classes {extra.class_names}, but {config.dataset} holds "
                         f"{data.image_shape} images of {data.class_names}; they must match")
-    twins: dict[str, str] = {}
-    for spec in (config.dataset, config.extra_train):
-        path = twins_file(spec)
-        if path is not None:
-            twins.update(read_twins(path))
+    twins = twins_beside([config.dataset, config.extra_train])
+    if not twins:
+        print(f"--extra-train: no twins file beside {config.dataset} or {config.extra_train}, "
+              "so no image is left out as the twin of a validation or test image")
     keep_out = set(listed) | set(twins_of(data.val_names + data.test_names, twins))
     kept = extra
     if keep_out:
@@ -102,8 +105,13 @@ def add_extra_training(data: ImageData, config: Config, listed: set[str]) -> Ima
     print(f"--extra-train: {len(kept.train_labels):,} training images of {extra.name} "
           f"({len(extra.train_labels) - len(kept.train_labels):,} left out: listed, or twins of "
           "validation or test images)")
+    # a twin of one of the dataset's own training images trains too, but a kNN bank
+    # holds each image once
+    copies = matching(kept.train_names, set(twins_of(data.train_names, twins)))
+    bank = torch.cat([torch.ones_like(data.train_labels, dtype=torch.bool), ~copies])
     repeats = None if data.train_repeats is None else torch.cat(
         [data.train_repeats, torch.ones_like(kept.train_labels)])
     return replace(data, train_images=torch.cat([data.train_images, kept.train_images]),
                    train_labels=torch.cat([data.train_labels, kept.train_labels]),
-                   train_names=data.train_names + kept.train_names, train_repeats=repeats)
+                   train_names=data.train_names + kept.train_names, train_repeats=repeats,
+                   bank_mask=bank)

@@ -43,6 +43,16 @@ def read_twins(path: Path) -> dict[str, str]:
     return twins
 
 
+def twins_beside(specs: list[str | None]) -> dict[str, str]:
+    """Both directions of every pair in the twins files beside the given datasets."""
+    twins: dict[str, str] = {}
+    for spec in specs:
+        path = twins_file(spec) if spec else None
+        if path is not None:
+            twins.update(read_twins(path))
+    return twins
+
+
 def twin_of(name: str, twins: dict[str, str]) -> str | None:
     """The twin a twins file names for this member name (matched by its ends), or None."""
     end = next((e for e in name_ends(name) if e in twins), None)

@@ -103,9 +103,10 @@ def evaluate_embeddings(model: ImageModel, data: ImageData, config: Config, name
 
     Returns (metrics, t-SNE points, indices of the test images they show)."""
     started = time.perf_counter()
-    train_embeddings = embed_all(model, data.train_images)
+    bank_images, bank_labels = data.bank()  # each training image once
+    train_embeddings = embed_all(model, bank_images)
     test_embeddings = embed_all(model, data.test_images)
-    metrics = embedding_metrics(train_embeddings, data.train_labels, test_embeddings,
+    metrics = embedding_metrics(train_embeddings, bank_labels, test_embeddings,
                                 data.test_labels, seed=config.seed)
     shown = subsample(len(test_embeddings), config.tsne_points, config.seed)
     points = tsne_2d(test_embeddings[shown], seed=config.seed)

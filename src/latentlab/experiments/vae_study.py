@@ -37,8 +37,8 @@ def run(config: Config, betas: tuple[float, ...] = DEFAULT_BETAS,
         metrics = elbo_metrics(model, data.test_images, config.seed)
         metrics.update(reconstruction_metrics(reconstructions(model, data.test_images),
                                               data.test_images.float() / 255))
-        metrics["knn_accuracy"] = knn_accuracy(embed_all(model, data.train_images),
-                                               data.train_labels,
+        bank_images, bank_labels = data.bank()
+        metrics["knn_accuracy"] = knn_accuracy(embed_all(model, bank_images), bank_labels,
                                                embed_all(model, data.test_images),
                                                data.test_labels)
         runs.append({"beta": beta, "train_seconds": round(result.train_seconds, 2), **metrics})
