@@ -89,3 +89,19 @@ def test_elbo_step_logs_both_terms():
     assert set(logs) == {"loss", "reconstruction", "kl", "bits_per_dim"}
     assert logs["loss"].item() == pytest.approx((logs["reconstruction"] + logs["kl"]).item(),
                                                 rel=1e-5)
+
+
+def test_the_comparison_autoencoder_is_validated_on_the_validation_split(tmp_path,
+                                                                          monkeypatch):
+    from latentlab.config import Config
+    from latentlab.data.splits import training_data
+    from latentlab.experiments import vae
+
+    config = Config(experiment="vae", dataset="digits", train_limit=200, test_limit=60,
+                    epochs=1, batch_size=50, out=str(tmp_path)).validate()
+    data = training_data(config)
+    seen = []
+    monkeypatch.setattr(vae, "fit", lambda model, job, steps, hooks=None: seen.append(job))
+    vae.plain_autoencoder(config, data, tmp_path)
+    [job] = seen
+    assert torch.equal(job.val[0], data.val_images) and len(job.val[0]) != len(data.test_images)

@@ -80,6 +80,32 @@ def test_resume_with_a_time_budget_follows_the_step_count_not_the_clock(
     assert same_weights(straight, resumed)  # by the clock, the budget ran out at once
 
 
+def test_a_hook_that_writes_has_the_checkpoint_written_with_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Best weights and the checkpoint are written in the same epoch: after a hard kill the
+    resumed run never carries best weights from epochs it trains again."""
+    written: list[int] = []
+
+    def counting_save(obj: dict, path: Path) -> None:
+        written.append(obj["epoch"])
+        save_atomic(obj, path)
+
+    monkeypatch.setattr("latentlab.training.loop.CHECKPOINT_SECONDS", 3600.0)
+    monkeypatch.setattr("latentlab.training.state.save_atomic", counting_save)
+    config = tiny_config(tmp_path)
+    data = load_dataset("digits").limit(256, 64)
+    model = build(config, data.image_shape)
+    hooked: list[int] = []
+
+    def best_at_epoch_two(epoch: int, record: dict) -> bool:
+        hooked.append(epoch)
+        return epoch == 2  # "wrote best weights" after the second epoch only
+
+    fit(model, job(config, data, tmp_path / "a.pth"),
+        Steps(reconstruction_step, reconstruction_step), Hooks(epoch_end=best_at_epoch_two))
+    assert hooked == [1, 2, 3] and written == [2, 3]
+
+
 @pytest.mark.parametrize("interval, saves", [(0.0, 3), (3600.0, 1)])
 def test_short_epochs_share_a_checkpoint_and_the_last_epoch_always_writes_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval: float, saves: int) -> None:
