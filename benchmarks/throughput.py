@@ -1,12 +1,21 @@
 """Training throughput of every model in fp32 and bf16, measured in one run, with the share of
-each step spent in augmentation, forward (with the loss), backward and the optimiser.
+each step spent in augmentation, forward (with the loss), backward and the optimiser, and
+how much of the machine's own peak it uses.
 
     python benchmarks/throughput.py [--steps 8] [--batch-size 256] [--device auto]
 
 Each model trains on random CIFAR-10-shaped images (speed does not depend on the pixels)
 with the training step of its experiment, as the training loop runs it: channels-last,
-bf16 autocast or not, AdamW. Prints a table and writes
-benchmarks/results/throughput/fp32-vs-bf16.json."""
+bf16 autocast or not, AdamW.
+
+Utilisation = achieved FLOP/s / peak FLOP/s, both measured in this run:
+- peak: the best of a few 2048x2048 matrix products at each precision (2 n^3 FLOPs each),
+  timed on the same threads the models train on;
+- achieved: the FLOPs of one training step (forward and backward, augmentation and loss
+  included) counted by torch.utils.flop_counter.FlopCounterMode, which counts 2 FLOPs per
+  multiply-add of every matmul and convolution (elementwise work is not counted, so this
+  is a floor), times the steps per second measured.
+Prints a table and writes benchmarks/results/throughput/fp32-vs-bf16.json."""
 
 from __future__ import annotations
 
@@ -94,6 +103,44 @@ def case(config: Config, clock: Clock, images: torch.Tensor,
         AUGMENTATIONS.update(original)
 
 
+def peak_flops(dtype: torch.dtype, device: torch.device, n: int = 2048,
+               repeats: int = 5) -> float:
+    """FLOP/s of the best of a few n x n matrix products at dtype (2 n^3 FLOPs each)."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    clock, best = Clock(device), float("inf")
+    for _ in range(repeats + 1):  # the first warms up
+        started = clock.now()
+        torch.mm(a, b)
+        best = min(best, clock.now() - started)
+    return 2 * n**3 / best
+
+
+def step_flops(options: dict[str, Any], batch_size: int, device: torch.device) -> float:
+    """FLOPs of one training step (forward and backward) of the model, counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = Config(batch_size=batch_size, precision="fp32", **options).validate()
+    images = torch.randint(0, 256, (batch_size, *SHAPE), dtype=torch.uint8)
+    model, step, batch = case(config, Clock(device), images, torch.randint(0, 10, (batch_size,)))
+    model.to(device).train()
+    x, y = batch(torch.arange(batch_size))
+    x = model.prepare(x, model.input_size(), checked=False).to(device)
+    with FlopCounterMode(display=False) as counter:
+        step(model, x, y.to(device))["loss"].backward()
+    return float(counter.get_total_flops())
+
+
+def cpu_name() -> tuple[str, bool]:
+    """The CPU's model name and whether it has AMX tiles (Linux; else the platform's)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), False
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), platform.machine())
+    return name, " amx_bf16" in info
+
+
 def measure(options: dict[str, Any], bf16: bool, args: argparse.Namespace,
             device: torch.device) -> dict[str, Any]:
     """Images/s and seconds per phase of args.steps training steps, after two warm-up steps."""
@@ -134,7 +181,8 @@ def measure(options: dict[str, Any], bf16: bool, args: argparse.Namespace,
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
+    name, amx = cpu_name()
+    return f"{name} ({'AMX' if amx else 'no AMX'}), {torch.get_num_threads()} CPU threads"
 
 
 def main() -> None:
@@ -147,22 +195,34 @@ def main() -> None:
                         default=str(HERE / "results" / "throughput" / "fp32-vs-bf16.json"))
     args = parser.parse_args()
     device = pick_device(args.device)
+    peak = {"fp32": peak_flops(torch.float32, device), "bf16": peak_flops(torch.bfloat16, device)}
     rows = []
     print(f"Training throughput on {machine(device)} (bf16 native: {bf16_native(device)}), "
-          f"batch {args.batch_size}, {args.steps} steps")
-    print(f"{'model':<32}{'fp32 img/s':>11}{'bf16 img/s':>11}{'speed-up':>9}   "
-          "bf16 time: " + " / ".join(PHASES))
+          f"batch {args.batch_size}, {args.steps} steps; peak of a 2048x2048 matmul: "
+          f"fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s")
+    print(f"{'model':<32}{'GFLOP/img':>10}{'fp32 img/s':>11}{'util.':>7}{'bf16 img/s':>11}"
+          f"{'util.':>7}{'speed-up':>9}   bf16 time: " + " / ".join(PHASES))
     for label in args.only or list(MODELS):
-        fp32, bf16 = (measure(MODELS[label], b, args, device) for b in (False, True))
-        rows.append({"model": label, "fp32": fp32, "bf16": bf16})
+        flops = step_flops(MODELS[label], args.batch_size, device) / args.batch_size
+        row: dict[str, Any] = {"model": label, "flops_per_image": flops}
+        for precision in ("fp32", "bf16"):
+            measured = measure(MODELS[label], precision == "bf16", args, device)
+            achieved = flops * measured["images_per_second"]
+            row[precision] = {**measured, "achieved_flops": achieved,
+                              "utilisation": achieved / peak[precision]}
+        rows.append(row)
+        fp32, bf16 = row["fp32"], row["bf16"]
         shares = " / ".join(f"{100 * bf16['shares'][p]:.0f}%" for p in PHASES)
-        print(f"{label:<32}{fp32['images_per_second']:>11.0f}{bf16['images_per_second']:>11.0f}"
+        print(f"{label:<32}{flops / 1e9:>10.3f}{fp32['images_per_second']:>11.0f}"
+              f"{100 * fp32['utilisation']:>6.1f}%{bf16['images_per_second']:>11.0f}"
+              f"{100 * bf16['utilisation']:>6.1f}%"
               f"{bf16['images_per_second'] / fp32['images_per_second']:>8.2f}x   {shares}",
               flush=True)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(device),
-                               "device": str(device), "arguments": vars(args), "rows": rows},
+                               "device": str(device), "arguments": vars(args),
+                               "peak_flops": peak, "rows": rows},
                               indent=2) + "\n")
     print(f"written to {out}")
 
