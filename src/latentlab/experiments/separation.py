@@ -114,10 +114,6 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
 
     model = build(config, data.image_shape, len(data.class_names))
     initialised_from = warm_start(model, config.init_from) if config.init_from else None
-    if initialised_from:
-        print(f"starting from the weights of {config.init_from} (trained "
-              f"{initialised_from.get('train_seconds', 0) / 60:.0f} min, test PSNR "
-              f"{initialised_from.get('test_psnr', float('nan')):.2f} dB)")
 
     # the views index like tensors: the loop reads mixtures as images and, as labels, the
     # indices of the training pairs and the sources of the validation pairs

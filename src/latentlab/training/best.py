@@ -66,7 +66,11 @@ def warm_start(model: ImageModel, path: str | Path) -> dict[str, Any]:
         model.grow_from(finished.state_dict())
     else:
         model.load_state_dict(finished.state_dict())
-    return totals_since_first_run(saved.get("metrics", {}), str(path))
+    record = totals_since_first_run(saved.get("metrics", {}), str(path))
+    print(f"starting from the weights of {path} (trained "
+          f"{record.get('train_seconds', 0) / 60:.0f} min, test PSNR "
+          f"{record.get('test_psnr', float('nan')):.2f} dB)")
+    return record
 
 
 def totals_since_first_run(earlier: dict[str, Any], path: str) -> dict[str, Any]:
