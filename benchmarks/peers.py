@@ -101,7 +101,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,7 +333,7 @@ class Encoder:
     in float32 like latentlab's own embed; reconstruct() where a decoder is given."""
 
     def __init__(self, module: nn.Module, encode: Callable[[Tensor], Tensor],
-                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  decode: Callable[[Tensor], Tensor] | None = None) -> None:
         self.module, self.encode, self.decode = module, encode, decode
         device = next(module.parameters()).device
@@ -524,8 +524,8 @@ def metric_learning_supcon(seed: int, args: argparse.Namespace, folder: Path) ->
     torch.manual_seed(seed)
     backbone = torchvision.models.resnet18()
     backbone.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    backbone.maxpool = nn.Identity()  # type: ignore[assignment]
-    backbone.fc = nn.Identity()  # type: ignore[assignment]
+    backbone.maxpool = nn.Identity()
+    backbone.fc = nn.Identity()
     backbone.to(device)
     head = nn.Sequential(nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Linear(512, 128))
     head.to(device)
@@ -762,10 +762,10 @@ def smp_separator(seed: int, args: argparse.Namespace, folder: Path) -> Result:
 
     net.train()
     seconds, seen = train_for(args.minutes, batches, step, optimizer, cosine(lr, floor=1e-5))
-    metrics = score_separator(separator, test)  # type: ignore[arg-type]
+    metrics = score_separator(separator, test)
     twins = read_twin_images(config.dataset, data.test_names)
     if twins is not None:
-        metrics.update(score_twins(separator, test, twins, metrics))  # type: ignore[arg-type]
+        metrics.update(score_twins(separator, test, twins, metrics))
     return Result(separator_scores(metrics), seconds, seen, len(data.train_labels),
                   {"network": "smp.Unet('resnet18', encoder_weights=None, classes=6)",
                    "loss": "latentlab's PIT log-MSE", "batch_size": batch,
