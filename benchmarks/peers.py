@@ -90,6 +90,7 @@ folders go under --out."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import importlib.metadata
@@ -112,28 +113,26 @@ from PIL import Image
 from torch import Tensor, nn
 
 from latentlab import checkpoint
-from latentlab.checkpoint import write_json_atomic
 from latentlab.config import Config
 from latentlab.data import ImageData, load_dataset
+from latentlab.data.mixtures import fixed_test_mixtures, training_mixtures
+from latentlab.data.splits import training_data
+from latentlab.data.twins import read_twin_images
 from latentlab.devices import pick_device, use_bf16
 from latentlab.errors import UserError
-from latentlab.evaluation import (
-    embed_all,
-    knn_accuracy,
-    linear_probe_accuracy,
-    reconstruction_metrics,
-    subsample,
-)
 from latentlab.experiments import EXPERIMENTS
-from latentlab.experiments.separation import evaluate as score_separator
-from latentlab.experiments.separation import score_twins
 from latentlab.experiments.shared import code_version
-from latentlab.experiments.vae import ElboStep, elbo_metrics
+from latentlab.experiments.vae import ElboStep
+from latentlab.files import write_json_atomic
 from latentlab.losses import bits_per_dim, gaussian_kl, separation_objective
-from latentlab.mixtures import fixed_test_mixtures, training_mixtures
+from latentlab.metrics.embeddings import embed_all, knn_accuracy, linear_probe_accuracy, subsample
+from latentlab.metrics.images import reconstruction_metrics
+from latentlab.metrics.likelihood import elbo_metrics
+from latentlab.metrics.separation import score_mixtures as score_separator
+from latentlab.metrics.separation import twin_scores as score_twins
 from latentlab.models import ConvVAE
-from latentlab.splits import read_twin_images, training_data
-from latentlab.training import fit
+from latentlab.training import Job, Steps, fit
+from latentlab.training.schedule import KLWarmup
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "datasets"
@@ -254,11 +253,12 @@ def real_images(args: argparse.Namespace, data: ImageData) -> tuple[Tensor, Tens
 def embedding_scores(model: Any, data: ImageData, real: tuple[Tensor, Tensor],
                      probe: bool = True) -> dict[str, float]:
     """Real-pixel kNN (and linear probe) with the run's training split as the bank."""
-    bank = embed_all(model, data.train_images)
+    bank_images, bank_labels = data.bank()
+    bank = embed_all(model, bank_images)
     z = embed_all(model, real[0])
-    scores = {"real_knn": knn_accuracy(bank, data.train_labels, z, real[1])}
+    scores = {"real_knn": knn_accuracy(bank, bank_labels, z, real[1])}
     if probe:
-        scores["real_linear_probe"] = linear_probe_accuracy(bank, data.train_labels, z, real[1])
+        scores["real_linear_probe"] = linear_probe_accuracy(bank, bank_labels, z, real[1])
     return scores
 
 
@@ -424,10 +424,11 @@ def latentlab_vae(seed: int, args: argparse.Namespace, folder: Path) -> Result:
     torch.manual_seed(seed)
     model = ConvVAE(data.image_shape, VAE_SETTINGS["latent_dim"], VAE_SETTINGS["width"],
                     VAE_SETTINGS["context"])
-    step = ElboStep(1.0, 0)
+    step = ElboStep(KLWarmup(1.0, 0, 1))
     with tempfile.TemporaryDirectory() as scratch:
-        result = fit(model, config, data.train_images, data.train_labels, data.val_images,
-                     data.val_labels, step, step, Path(scratch) / "checkpoint.pth")
+        job = Job(config, (data.train_images, data.train_labels),
+                  (data.val_images, data.val_labels), Path(scratch) / "checkpoint.pth")
+        result = fit(model, job, Steps(step, step))
     metrics = elbo_metrics(model, real_images(args, data)[0], seed)
     seen = sum(h["images_per_second"] * h["seconds"] for h in result.history)
     return Result({"real_bits_per_dim": metrics["test_bits_per_dim"],
@@ -703,16 +704,16 @@ def pythae_vae(seed: int, args: argparse.Namespace, folder: Path) -> Result:
 
 class PeerSeparator:
     """An image-to-image network giving both images as 6 channels, as latentlab's separator
-    scoring calls a separator: separate(mixtures) -> (x1_hat, x2_hat), clamped to [0, 1],
-    under the training precision (as latentlab's separators run)."""
+    scoring calls a separator: separate(mixtures) -> (x1_hat, x2_hat), clamped to [0, 1];
+    trained under the precision policy, scored in float32 (as latentlab's separators are)."""
 
     def __init__(self, net: nn.Module, device: torch.device) -> None:
         self.net, self.device = net, device
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
-    def forward(self, m: Tensor) -> tuple[Tensor, Tensor]:
-        with autocast(self.device):
+    def forward(self, m: Tensor, precision: bool = True) -> tuple[Tensor, Tensor]:
+        with autocast(self.device) if precision else contextlib.nullcontext():
             out = self.net((m - self.mean) / self.std)
         out = out.float()
         return out[:, :3], out[:, 3:]
@@ -723,7 +724,7 @@ class PeerSeparator:
 
     @torch.no_grad()
     def separate(self, mixtures: Tensor) -> tuple[Tensor, Tensor]:
-        first, second = self.forward(mixtures.to(self.device).float())
+        first, second = self.forward(mixtures.to(self.device).float(), precision=False)
         return first.clamp(0, 1), second.clamp(0, 1)
 
 
