@@ -39,10 +39,14 @@ def test_margin_loss_exact_values():
     assert loss.item() == pytest.approx((2 + 0.125) / 2, abs=1e-6)
 
 
-def test_margin_loss_gradient_is_finite_for_identical_negatives():
+def test_margin_loss_of_identical_negatives_costs_the_margin_and_has_a_zero_gradient():
+    # distance 0: each pair costs margin^2 / 2; the gradient of the distance is 0 (not the
+    # NaN of sqrt's derivative at 0, which would poison every weight)
     z = torch.zeros(2, 4, requires_grad=True)
-    margin_contrastive_loss(z, z, torch.zeros(2, dtype=torch.bool)).backward()
-    assert torch.isfinite(z.grad).all()
+    loss = margin_contrastive_loss(z, z, torch.zeros(2, dtype=torch.bool), margin=2.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(2.0, abs=1e-5)
+    assert torch.equal(z.grad, torch.zeros(2, 4))
 
 
 @pytest.mark.parametrize("temperature", [0.1, 0.5, 1.0])
@@ -97,7 +101,9 @@ def test_supcon_single_view_needs_shared_labels():
     z = F.normalize(torch.randn(3, 1, 4), dim=-1)
     with pytest.raises(ValueError):
         supcon_loss(z)
-    assert torch.isfinite(supcon_loss(z, torch.tensor([0, 0, 1])))
+    labels = torch.tensor([0, 0, 1])  # anchors 0 and 1 are each other's positive; 2 has none
+    assert supcon_loss(z, labels).item() == pytest.approx(
+        reference_supcon(z.reshape(3, 4), labels, 0.1).item(), rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- VAE
@@ -154,10 +160,23 @@ def test_discretized_logistic_exact_values():
     assert log_p[255].exp().item() == pytest.approx(top)
 
 
-def test_discretized_logistic_is_finite_far_from_the_mean():
+def test_discretized_logistic_far_from_the_mean_is_near_the_exact_log_mass():
+    # 0.9 / e^-7 = 987 scales from the mean: the bin mass sigmoid(u) - sigmoid(l) underflows
+    # in float32. In log space it is log sigmoid(u) + log(1 - exp(log sigmoid(l) - log
+    # sigmoid(u))); the code's density-times-width stand-in must come within 1% of it (a
+    # clamped log of the underflowed mass would give log(1e-12) = -27.6).
     x = torch.tensor([0.0])
     log_p = discretized_logistic_log_likelihood(x, torch.tensor([0.9]), torch.tensor([-7.0]))
-    assert torch.isfinite(log_p).all() and log_p.item() < -100
+    scale = math.exp(7.0)
+    upper, lower = (torch.tensor((0 - 0.9 + h / 255) * scale, dtype=torch.float64)
+                    for h in (1, -1))
+    exact = F.logsigmoid(upper) + torch.log1p(-torch.exp(F.logsigmoid(lower)
+                                                         - F.logsigmoid(upper)))
+    assert log_p.item() == pytest.approx(exact.item(), rel=0.01)
+    # and it is what its docstring says: log of the density at the bin's centre x 2/255
+    c = torch.tensor(-0.9 * scale, dtype=torch.float64)
+    log_density = c + 7.0 - 2 * F.softplus(c)  # logistic density, scale e^-7, at distance c
+    assert log_p.item() == pytest.approx((log_density + math.log(2 / 255)).item(), rel=1e-5)
 
 
 def test_active_units_counts_dimensions_that_vary():
