@@ -15,7 +15,7 @@ from latentlab.losses import (
     negative_elbo,
     supcon_loss,
 )
-from latentlab.metrics.likelihood import active_units
+from latentlab.metrics.likelihood import active_units, elbo_metrics
 
 
 def test_identical_positives_cost_nothing():
@@ -184,6 +184,53 @@ def test_active_units_counts_dimensions_that_vary():
     # variances 0, 0.0025 and 33.3: only the last exceeds 0.01
     assert active_units(means) == 1
     assert active_units(means, threshold=0.001) == 2
+
+
+class FixedVAE:
+    """A stand-in VAE whose outputs are fixed: posterior means and log-variances given per
+    image (looked up by the image's first pixel), and a reconstruction NLL that is 10 x that
+    pixel whatever z is. 3 x 2 x 5 = 30 pixel channels."""
+
+    latent_dim = 3
+    means = torch.tensor([[1.0, 0.00, 0.5], [-1.0, 0.05, 0.5], [1.0, 0.00, 0.5],
+                          [-1.0, 0.05, 0.5], [1.0, 0.00, 0.5]])
+    log_variances = torch.tensor([[0.0, 0.0, 0.0], [math.log(4.0), 0.0, 0.0]]).repeat(3, 1)[:5]
+
+    def eval(self):
+        return self
+
+    def input_size(self):
+        return (2, 5)
+
+    def dims(self):
+        return 30
+
+    def prepare(self, images, size=None):
+        return images.float()
+
+    def posterior(self, x):
+        index = x[:, 0, 0, 0].long()
+        return self.means[index], self.log_variances[index]
+
+    def reconstruction_nll(self, x, z):
+        return 10 * x[:, 0, 0, 0]
+
+
+def test_elbo_metrics_of_a_model_whose_outputs_are_fixed():
+    images = torch.arange(5).view(5, 1, 1, 1).expand(5, 3, 2, 5).clone()
+    metrics = elbo_metrics(FixedVAE(), images, batch_size=2)  # three batches
+    # KL = 0.5 sum(mean^2 + var - ln var - 1) by hand: var 1 gives 0.5 (1 + 0.25) = 0.625 for
+    # the even images; the odd ones add 0.5 (4 - ln 4 - 1) for their first dimension
+    kl = [0.625, 0.625 + 0.00125 + 0.5 * (3 - math.log(4)), 0.625, 0.625 + 0.00125
+          + 0.5 * (3 - math.log(4)), 0.625]
+    nll = [10 * i + k for i, k in enumerate(kl)]
+    assert metrics["test_kl"] == pytest.approx(sum(kl) / 5, rel=1e-6)
+    assert metrics["test_reconstruction_nll"] == pytest.approx(20.0, rel=1e-6)
+    assert metrics["test_elbo"] == pytest.approx(-sum(nll) / 5, rel=1e-6)
+    assert metrics["test_bits_per_dim"] == pytest.approx(sum(nll) / 5 / (30 * math.log(2)),
+                                                         rel=1e-6)
+    # dimension 0 varies (variance 1.2), dimension 1 barely (0.00075 < 0.01), 2 not at all
+    assert metrics["active_units"] == 1 and metrics["latent_dim"] == 3
 
 
 def test_contrastive_losses_stay_float32_under_bf16_autocast():
