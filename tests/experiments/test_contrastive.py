@@ -2,12 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import latentlab
 from latentlab.cli import main
 from latentlab.config import Config
+from latentlab.data.pairs import balanced_pairs
 from latentlab.experiments.contrastive import build
 from latentlab.experiments.shared import augmentation_name
 from latentlab.models import ResNetContrastive
@@ -29,7 +31,24 @@ def test_train_writes_results_and_a_loadable_model(method, tmp_path):
         assert (run_dir / f"{method}_{name}.png").stat().st_size > 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert FOUNDATION_KEYS | PAIR_KEYS <= set(metrics)
-    assert 0 <= metrics["pair_auc"] <= 1 and metrics["epochs"] == 2
+    assert metrics["epochs"] == 2
+    # the pair scores by hand, from the test embeddings the run saved: the distances of its
+    # seeded balanced pairs, and the AUC as the share of (positive, negative) pairs in which
+    # the positive pair is the closer (ties count half)
+    saved = np.load(run_dir / "test_embeddings.npz")
+    embeddings = torch.from_numpy(saved["embeddings"]).double()
+    first, second, is_positive = balanced_pairs(torch.from_numpy(saved["labels"]), 10000,
+                                                torch.Generator().manual_seed(0))
+    distance = (embeddings[first] - embeddings[second]).norm(dim=1)
+    positive, negative = distance[is_positive], distance[~is_positive]
+    closer = (positive[:, None] < negative[None, :]).sum().item()
+    ties = (positive[:, None] == negative[None, :]).sum().item()
+    assert metrics["pair_auc"] == pytest.approx(
+        (closer + ties / 2) / (len(positive) * len(negative)), abs=1e-4)
+    assert metrics["positive_pair_mean_distance"] == pytest.approx(float(positive.mean()),
+                                                                   rel=1e-5)
+    assert metrics["negative_pair_mean_distance"] == pytest.approx(float(negative.mean()),
+                                                                   rel=1e-5)
     model = latentlab.load(run_dir / f"{method}_model.pth")
     z = model.embed(torch.rand(5, 3, 16, 16))  # any size and channel count
     assert z.shape == (5, 32) and torch.allclose(z.norm(dim=1), torch.ones(5), atol=1e-5)
