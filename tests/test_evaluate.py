@@ -15,9 +15,11 @@ from latentlab.data.splits import training_data
 from latentlab.data.twins import read_twins
 from latentlab.evaluate import evaluate_saved
 from latentlab.files import save_atomic
+from latentlab.metrics.embeddings import linear_probe_accuracy
 from latentlab.metrics.images import shortcut_ratio
 from latentlab.metrics.separation import score_mixtures, twin_scores
 from latentlab.models import MLPAutoencoder
+from references import cosine_knn_accuracy
 
 from datafiles import write_official_and_twins
 
@@ -142,7 +144,16 @@ def test_evaluate_scores_an_embedding_model_against_a_bank(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "ae.pth"), "--dataset", "digits",
                  "--out", str(out)]) == 0
     row = json.loads(out.read_text())
-    assert 0.1 < row["knn_accuracy"] <= 1 and 0.1 < row["linear_probe_accuracy"] <= 1
+    # the bank is digits' own training split, whole: the cosine 20-NN vote, written out, of
+    # the untrained model's test embeddings against it
+    digits = load_dataset("digits")
+    with torch.no_grad():
+        bank, test = model.eval().embed(digits.train_images), model.embed(digits.test_images)
+    assert row["knn_accuracy"] == pytest.approx(
+        cosine_knn_accuracy(bank, digits.train_labels, test, digits.test_labels), abs=1e-9)
+    # the probe (unit-tested in test_evaluation.py) on that same bank
+    assert row["linear_probe_accuracy"] == pytest.approx(linear_probe_accuracy(
+        bank, digits.train_labels, test, digits.test_labels), abs=1e-9)
     assert "kNN accuracy" in capsys.readouterr().out
 
 
