@@ -36,12 +36,15 @@ def test_knn_counts_wrong_labels() -> None:
 
 
 def test_knn_uses_cosine_distance() -> None:
-    train = torch.tensor([[1.0, 0.0], [100.0, 1.0], [0.0, 1.0], [1.0, 100.0]])
-    labels = torch.tensor([0, 0, 1, 1])
-    # By Euclidean distance (1, 0) [class 0] and (0, 1) [class 1] are both far; by angle
-    # (100, 1) [class 0] is nearest.
-    query = torch.tensor([[50.0, 0.1]])
-    assert knn_accuracy(train, labels, query, torch.tensor([0]), k=1) == 1.0
+    # (1, 0) points the way of (10, 0) [class 0] but lies nearer (1, 1) [class 1]: by angle
+    # 0 against 45 degrees, by Euclidean distance 9 against 1. Only the cosine vote says 0.
+    train = torch.tensor([[10.0, 0.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    queries = torch.tensor([[1.0, 0.0], [0.2, 0.0], [100.0, 0.0]])  # its length plays no part
+    assert knn_accuracy(train, labels, queries, torch.tensor([0, 0, 0]), k=1) == 1.0
+    # (1, 0.1) lies along (1, 0) [class 0]; the dot product would pick long (10, 10) [class 1]
+    train = torch.tensor([[1.0, 0.0], [10.0, 10.0]])
+    assert knn_accuracy(train, labels, torch.tensor([[1.0, 0.1]]), torch.tensor([0]), k=1) == 1.0
 
 
 def test_class_distances_on_a_known_layout() -> None:

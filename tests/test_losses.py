@@ -15,7 +15,7 @@ from latentlab.losses import (
     negative_elbo,
     supcon_loss,
 )
-from latentlab.metrics.likelihood import active_units
+from latentlab.metrics.likelihood import active_units, elbo_metrics
 
 
 def test_identical_positives_cost_nothing():
@@ -39,10 +39,14 @@ def test_margin_loss_exact_values():
     assert loss.item() == pytest.approx((2 + 0.125) / 2, abs=1e-6)
 
 
-def test_margin_loss_gradient_is_finite_for_identical_negatives():
+def test_margin_loss_of_identical_negatives_costs_the_margin_and_has_a_zero_gradient():
+    # distance 0: each pair costs margin^2 / 2; the gradient of the distance is 0 (not the
+    # NaN of sqrt's derivative at 0, which would poison every weight)
     z = torch.zeros(2, 4, requires_grad=True)
-    margin_contrastive_loss(z, z, torch.zeros(2, dtype=torch.bool)).backward()
-    assert torch.isfinite(z.grad).all()
+    loss = margin_contrastive_loss(z, z, torch.zeros(2, dtype=torch.bool), margin=2.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(2.0, abs=1e-5)
+    assert torch.equal(z.grad, torch.zeros(2, 4))
 
 
 @pytest.mark.parametrize("temperature", [0.1, 0.5, 1.0])
@@ -97,7 +101,9 @@ def test_supcon_single_view_needs_shared_labels():
     z = F.normalize(torch.randn(3, 1, 4), dim=-1)
     with pytest.raises(ValueError):
         supcon_loss(z)
-    assert torch.isfinite(supcon_loss(z, torch.tensor([0, 0, 1])))
+    labels = torch.tensor([0, 0, 1])  # anchors 0 and 1 are each other's positive; 2 has none
+    assert supcon_loss(z, labels).item() == pytest.approx(
+        reference_supcon(z.reshape(3, 4), labels, 0.1).item(), rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- VAE
@@ -154,10 +160,23 @@ def test_discretized_logistic_exact_values():
     assert log_p[255].exp().item() == pytest.approx(top)
 
 
-def test_discretized_logistic_is_finite_far_from_the_mean():
+def test_discretized_logistic_far_from_the_mean_is_near_the_exact_log_mass():
+    # 0.9 / e^-7 = 987 scales from the mean: the bin mass sigmoid(u) - sigmoid(l) underflows
+    # in float32. In log space it is log sigmoid(u) + log(1 - exp(log sigmoid(l) - log
+    # sigmoid(u))); the code's density-times-width stand-in must come within 1% of it (a
+    # clamped log of the underflowed mass would give log(1e-12) = -27.6).
     x = torch.tensor([0.0])
     log_p = discretized_logistic_log_likelihood(x, torch.tensor([0.9]), torch.tensor([-7.0]))
-    assert torch.isfinite(log_p).all() and log_p.item() < -100
+    scale = math.exp(7.0)
+    upper, lower = (torch.tensor((0 - 0.9 + h / 255) * scale, dtype=torch.float64)
+                    for h in (1, -1))
+    exact = F.logsigmoid(upper) + torch.log1p(-torch.exp(F.logsigmoid(lower)
+                                                         - F.logsigmoid(upper)))
+    assert log_p.item() == pytest.approx(exact.item(), rel=0.01)
+    # and it is what its docstring says: log of the density at the bin's centre x 2/255
+    c = torch.tensor(-0.9 * scale, dtype=torch.float64)
+    log_density = c + 7.0 - 2 * F.softplus(c)  # logistic density, scale e^-7, at distance c
+    assert log_p.item() == pytest.approx((log_density + math.log(2 / 255)).item(), rel=1e-5)
 
 
 def test_active_units_counts_dimensions_that_vary():
@@ -165,6 +184,53 @@ def test_active_units_counts_dimensions_that_vary():
     # variances 0, 0.0025 and 33.3: only the last exceeds 0.01
     assert active_units(means) == 1
     assert active_units(means, threshold=0.001) == 2
+
+
+class FixedVAE:
+    """A stand-in VAE whose outputs are fixed: posterior means and log-variances given per
+    image (looked up by the image's first pixel), and a reconstruction NLL that is 10 x that
+    pixel whatever z is. 3 x 2 x 5 = 30 pixel channels."""
+
+    latent_dim = 3
+    means = torch.tensor([[1.0, 0.00, 0.5], [-1.0, 0.05, 0.5], [1.0, 0.00, 0.5],
+                          [-1.0, 0.05, 0.5], [1.0, 0.00, 0.5]])
+    log_variances = torch.tensor([[0.0, 0.0, 0.0], [math.log(4.0), 0.0, 0.0]]).repeat(3, 1)[:5]
+
+    def eval(self):
+        return self
+
+    def input_size(self):
+        return (2, 5)
+
+    def dims(self):
+        return 30
+
+    def prepare(self, images, size=None):
+        return images.float()
+
+    def posterior(self, x):
+        index = x[:, 0, 0, 0].long()
+        return self.means[index], self.log_variances[index]
+
+    def reconstruction_nll(self, x, z):
+        return 10 * x[:, 0, 0, 0]
+
+
+def test_elbo_metrics_of_a_model_whose_outputs_are_fixed():
+    images = torch.arange(5).view(5, 1, 1, 1).expand(5, 3, 2, 5).clone()
+    metrics = elbo_metrics(FixedVAE(), images, batch_size=2)  # three batches
+    # KL = 0.5 sum(mean^2 + var - ln var - 1) by hand: var 1 gives 0.5 (1 + 0.25) = 0.625 for
+    # the even images; the odd ones add 0.5 (4 - ln 4 - 1) for their first dimension
+    kl = [0.625, 0.625 + 0.00125 + 0.5 * (3 - math.log(4)), 0.625, 0.625 + 0.00125
+          + 0.5 * (3 - math.log(4)), 0.625]
+    nll = [10 * i + k for i, k in enumerate(kl)]
+    assert metrics["test_kl"] == pytest.approx(sum(kl) / 5, rel=1e-6)
+    assert metrics["test_reconstruction_nll"] == pytest.approx(20.0, rel=1e-6)
+    assert metrics["test_elbo"] == pytest.approx(-sum(nll) / 5, rel=1e-6)
+    assert metrics["test_bits_per_dim"] == pytest.approx(sum(nll) / 5 / (30 * math.log(2)),
+                                                         rel=1e-6)
+    # dimension 0 varies (variance 1.2), dimension 1 barely (0.00075 < 0.01), 2 not at all
+    assert metrics["active_units"] == 1 and metrics["latent_dim"] == 3
 
 
 def test_contrastive_losses_stay_float32_under_bf16_autocast():

@@ -51,6 +51,10 @@ def test_pair_metrics_exact():
     assert metrics["negative_pair_mean_distance"] == pytest.approx(0.8)
     assert metrics["pair_auc"] == 1.0
     assert pair_metrics(torch.tensor([1.0]), torch.tensor([0.0]))["pair_auc"] == 0.0
+    # of the 2 x 3 (positive, negative) comparisons, 0.1 is closer than all three; 0.6 is
+    # closer than 0.9, ties 0.6 (half) and loses to 0.5: (3 + 1 + 0.5) / 6
+    auc = pair_metrics(torch.tensor([0.1, 0.6]), torch.tensor([0.5, 0.6, 0.9]))["pair_auc"]
+    assert auc == pytest.approx(0.75)
 
 
 def test_pair_distances_of_collapsed_classes():

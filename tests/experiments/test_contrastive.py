@@ -2,14 +2,17 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import latentlab
 from latentlab.cli import main
 from latentlab.config import Config
+from latentlab.data.pairs import balanced_pairs
 from latentlab.experiments.contrastive import build
 from latentlab.experiments.shared import augmentation_name
+from latentlab.losses import supcon_loss
 from latentlab.models import ResNetContrastive
 
 QUICK = ["--dataset", "digits", "--train-limit", "200", "--test-limit", "100",
@@ -29,7 +32,24 @@ def test_train_writes_results_and_a_loadable_model(method, tmp_path):
         assert (run_dir / f"{method}_{name}.png").stat().st_size > 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert FOUNDATION_KEYS | PAIR_KEYS <= set(metrics)
-    assert 0 <= metrics["pair_auc"] <= 1 and metrics["epochs"] == 2
+    assert metrics["epochs"] == 2
+    # the pair scores by hand, from the test embeddings the run saved: the distances of its
+    # seeded balanced pairs, and the AUC as the share of (positive, negative) pairs in which
+    # the positive pair is the closer (ties count half)
+    saved = np.load(run_dir / "test_embeddings.npz")
+    embeddings = torch.from_numpy(saved["embeddings"]).double()
+    first, second, is_positive = balanced_pairs(torch.from_numpy(saved["labels"]), 10000,
+                                                torch.Generator().manual_seed(0))
+    distance = (embeddings[first] - embeddings[second]).norm(dim=1)
+    positive, negative = distance[is_positive], distance[~is_positive]
+    closer = (positive[:, None] < negative[None, :]).sum().item()
+    ties = (positive[:, None] == negative[None, :]).sum().item()
+    assert metrics["pair_auc"] == pytest.approx(
+        (closer + ties / 2) / (len(positive) * len(negative)), abs=1e-4)
+    assert metrics["positive_pair_mean_distance"] == pytest.approx(float(positive.mean()),
+                                                                   rel=1e-5)
+    assert metrics["negative_pair_mean_distance"] == pytest.approx(float(negative.mean()),
+                                                                   rel=1e-5)
     model = latentlab.load(run_dir / f"{method}_model.pth")
     z = model.embed(torch.rand(5, 3, 16, 16))  # any size and channel count
     assert z.shape == (5, 32) and torch.allclose(z.norm(dim=1), torch.ones(5), atol=1e-5)
@@ -86,11 +106,16 @@ def test_one_view_supcon_embeds_each_image_once_and_simclr_refuses_it(tmp_path, 
         seen.append(len(images))
         return images
 
-    config = Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8, views=1)
+    config = Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8, views=1,
+                    temperature=0.5)
     model = build(config, (3, 16, 16))
     images, labels = torch.rand(6, 3, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2])
     loss = make_step(config, augment)(model, images, labels)["loss"]
-    assert seen == [6] and torch.isfinite(loss)  # one view: six images, not twelve
+    assert seen == [6]  # one view: six images, not twelve
+    # the SupCon loss of those six projections as one view each, with their labels and the
+    # configured temperature
+    expected = supcon_loss(model.project(images).view(6, 1, -1), labels, temperature=0.5)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     for experiment, views in (("supcon", 2), ("supcon", 0), ("simclr", 0)):
         make_step(Config(experiment=experiment, encoder="resnet", width=4, latent_dim=8,
                          views=views), augment)(model, images, labels)
@@ -100,7 +125,7 @@ def test_one_view_supcon_embeds_each_image_once_and_simclr_refuses_it(tmp_path, 
     assert "--views 1 needs labels" in capsys.readouterr().err
 
 
-def test_crop_trains_on_windows_and_refuses_what_cannot_work(tmp_path, capsys):
+def test_crop_trains_on_windows_and_refuses_what_cannot_work(tmp_path, capsys, monkeypatch):
     from latentlab.experiments.contrastive import make_step, training_views
 
     config = Config(experiment="supcon", encoder="resnet", width=4, latent_dim=8, crop=10)
@@ -110,9 +135,18 @@ def test_crop_trains_on_windows_and_refuses_what_cannot_work(tmp_path, capsys):
     simclr = training_views(config, "simclr", (3, 16, 16))(torch.rand(6, 3, 16, 16))
     assert simclr.shape == (6, 3, 10, 10)
     model = build(config, (3, 16, 16))
+    windows, project = [], model.project
+
+    def recording(x):
+        windows.append(x)
+        return project(x)
+    monkeypatch.setattr(model, "project", recording)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     loss = make_step(config, views)(model, torch.rand(6, 3, 16, 16), labels)["loss"]
-    assert torch.isfinite(loss)
+    # the network saw one 10x10 window of each image, and the loss is SupCon's over them
+    assert [tuple(w.shape) for w in windows] == [(6, 3, 10, 10)]
+    expected = supcon_loss(project(windows[0]).view(6, 1, -1), labels, config.temperature)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     out = ["--out", str(tmp_path)]
     assert main(["train", "supcon", *QUICK, "--encoder", "resnet", "--crop", "9", *out]) == 2
     assert "larger than the 8x8 images" in capsys.readouterr().err

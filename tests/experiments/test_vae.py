@@ -1,12 +1,15 @@
 """The vae experiment and the vae-study command, end to end on a handful of digits."""
 
 import json
+import math
 
+import numpy as np
 import pytest
 import torch
 
 import latentlab
 from latentlab.cli import main
+from latentlab.data import load_dataset
 from latentlab.experiments.vae import ElboStep
 from latentlab.training.schedule import KLWarmup
 
@@ -27,12 +30,27 @@ def test_train_vae_writes_every_file(tmp_path):
     for key in ("knn_accuracy", "linear_probe_accuracy", "test_elbo", "test_kl",
                 "test_bits_per_dim", "active_units"):
         assert key in metrics, key
-    assert metrics["test_elbo"] < 0 and metrics["test_kl"] >= 0
-    assert 0 < metrics["test_bits_per_dim"] < 16 and 0 <= metrics["active_units"] <= 8
+    # the ELBO's terms and bits/dim by hand: -ELBO = NLL + KL, bits/dim = -ELBO / (D ln 2)
+    # with D = 64 pixels of an 8x8 grey digit
+    assert metrics["test_elbo"] == pytest.approx(
+        -(metrics["test_reconstruction_nll"] + metrics["test_kl"]), rel=1e-5)
+    assert metrics["test_bits_per_dim"] == pytest.approx(
+        -metrics["test_elbo"] / (64 * math.log(2)), rel=1e-5)
     history = json.loads((run_dir / "history.json").read_text())
     assert {"train_reconstruction", "train_kl", "val_reconstruction", "val_kl"} <= set(
         history[-1])
     model = latentlab.load(run_dir / "vae_model.pth")
+    # the saved model's posterior on the run's 60 test images: the KL in closed form,
+    # 0.5 sum(mean^2 + var - ln var - 1), and the units whose mean varies by more than 0.01
+    test_images = load_dataset("digits").limit(None, 60, seed=0).test_images
+    with torch.no_grad():
+        mean, log_variance = model.posterior(model.prepare(test_images, model.input_size()))
+    saved = np.load(run_dir / "test_embeddings.npz")["embeddings"]
+    assert torch.allclose(mean, torch.from_numpy(saved), atol=1e-6)  # the same test images
+    kl = 0.5 * (mean.double() ** 2 + log_variance.double().exp() - log_variance - 1).sum(1)
+    assert metrics["test_kl"] == pytest.approx(float(kl.mean()), rel=1e-4)
+    variance = ((mean.double() - mean.double().mean(0)) ** 2).sum(0) / (len(mean) - 1)
+    assert metrics["active_units"] == int((variance > 0.01).sum())
     samples = model.sample(3)
     assert samples.shape == (3, 1, 8, 8) and 0 <= samples.min() and samples.max() <= 1
 
