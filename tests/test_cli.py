@@ -14,9 +14,9 @@ from latentlab.config import Config
 from latentlab.data.splits import training_data
 from latentlab.files import save_atomic
 from latentlab.models import ConvAutoencoder
-from references import cosine_knn_accuracy
 
 from datafiles import png_bytes, write_image_folder
+from references import cosine_knn_accuracy
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

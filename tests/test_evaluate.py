@@ -21,9 +21,9 @@ from latentlab.metrics.embeddings import linear_probe_accuracy
 from latentlab.metrics.images import shortcut_ratio
 from latentlab.metrics.separation import score_mixtures, twin_scores
 from latentlab.models import MLPAutoencoder
-from references import cosine_knn_accuracy, separation_reference
 
 from datafiles import write_official_and_twins
+from references import cosine_knn_accuracy, separation_reference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,6 +13,7 @@ from latentlab.data.mixtures import MixturePairs
 from latentlab.experiments import separation, shared
 from latentlab.metrics.separation import score_mixtures
 from latentlab.training.best import BestWeights
+
 from references import separation_reference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
