@@ -629,8 +629,9 @@ def write_report(results_dir: str | Path) -> Path:
     """Write results_dir/report.html for every run found under results_dir; return its path."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise UserError(f"results folder {results_dir} does not exist; give the --out folder "
-                        "of a training run")
+        state = "is a file" if results_dir.exists() else "does not exist"
+        raise UserError(f"results folder {results_dir} {state}; give the --out folder of a "
+                        "training run")
     runs = find_runs(results_dir)
     if not runs:
         raise UserError(f"no results found under {results_dir} (no metrics.json); train a "

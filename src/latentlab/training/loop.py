@@ -7,6 +7,7 @@ caller's hooks."""
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from latentlab import distributed
 from latentlab.config import Config
 from latentlab.devices import use_bf16
+from latentlab.errors import UserError
 from latentlab.models import ImageModel
 from latentlab.training.schedule import (
     batches,
@@ -167,6 +169,13 @@ def fit(model: ImageModel, config: Config, train_images: Tensor, train_labels: T
                 on_epoch_start(state.epoch)
             log, seconds = train_epoch(run, order, stop)
             record = end_epoch(run, log, seconds, eval_step)
+            diverged = [f"{what} loss is {record[key]}" for key, what in (
+                ("train_loss", "training"), ("val_loss", "validation"))
+                if not math.isfinite(record.get(key, 0.0))]
+            if diverged:
+                raise UserError(f"training diverged in epoch {record['epoch']}: the "
+                                f"{' and the '.join(diverged)}; lower --learning-rate (now "
+                                f"{config.learning_rate:g})")
             if (state.epoch >= config.epochs or result.stopped_early
                     or time.perf_counter() - last_saved >= CHECKPOINT_SECONDS):
                 run.save()
