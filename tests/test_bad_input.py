@@ -97,6 +97,16 @@ def test_batch_size_below_what_the_experiment_trains_with(
     assert "not 1; the default is 256" in err
 
 
+@pytest.mark.parametrize("experiment, smallest", [("autoencoder", 1), ("vae", 1),
+                                                   ("supcon", 2), ("separator", 2)])
+def test_each_experiment_says_which_batch_sizes_it_trains_with(
+        capsys: pytest.CaptureFixture[str], experiment: str, smallest: int) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", experiment, "--help"])
+    assert f"{experiment} trains with {smallest} or more" in " ".join(
+        capsys.readouterr().out.split())
+
+
 def test_autoencoder_trains_with_a_batch_of_one(one_thread: None, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     code, _ = run_cli(capsys, "train", "autoencoder", "--dataset", "digits", "--batch-size", "1",

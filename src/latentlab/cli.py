@@ -21,6 +21,7 @@ from latentlab.config import (
     dashed,
     fields_for,
     from_toml,
+    min_batch_size,
 )
 from latentlab.errors import UserError
 from latentlab.training import Interrupted
@@ -54,9 +55,12 @@ def add_config_options(parser: argparse.ArgumentParser, experiment: str) -> None
             parser.add_argument(f"--{dashed(f.name)}", dest=f.name, action="store_true",
                                 default=argparse.SUPPRESS, help=f.metadata["help"])
             continue
+        text = f.metadata["help"]
+        if f.name == "batch_size":  # each experiment says which sizes it trains with
+            smallest = min_batch_size(experiment)
+            text += f"; {experiment} trains with {smallest} or more"
         parser.add_argument(f"--{dashed(f.name)}", dest=f.name, default=argparse.SUPPRESS,
-                            metavar=f.name.upper(),
-                            help=f"{f.metadata['help']} (default: {default})")
+                            metavar=f.name.upper(), help=f"{text} (default: {default})")
     parser.add_argument("--config", dest="config_file", metavar="FILE.toml",
                         help="read option values from a TOML file (command-line options win)")
     parser.add_argument("--resume", action="store_true",
