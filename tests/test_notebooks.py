@@ -20,6 +20,7 @@ def test_the_notebooks_are_there() -> None:
     assert [p.name for p in NOTEBOOKS] == ["embeddings.ipynb", "unmixing.ipynb", "vae.ipynb"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom_and_shows_figures(
         path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,6 +32,8 @@ def test_notebook_runs_top_to_bottom_and_shows_figures(
         [source, *filter(None, [os.environ.get("PYTHONPATH")])]))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # the kernel's own inline backend shows the figures, whatever the shell set (CI: Agg)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
