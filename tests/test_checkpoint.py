@@ -81,7 +81,7 @@ def test_unchecked_prepare_skips_the_value_checks_the_training_loop_cannot_affor
 def test_truncated_checkpoint_gives_a_clear_message(tmp_path: Path) -> None:
     path = saved_model(tmp_path, MLPAutoencoder((1, 8, 8), latent_dim=4))
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(UserError, match="truncated, damaged or not a PyTorch file"):
+    with pytest.raises(UserError, match="is not a latentlab model: it is not a PyTorch file"):
         latentlab.load(path)
 
 

@@ -33,22 +33,54 @@ def test_reading_names_the_best_model_and_the_gap() -> None:
         run("vae", knn_accuracy=0.80, linear_probe_accuracy=0.88, silhouette=0.05),
     ])
     assert lines == [
-        "supcon separates the classes best: its kNN accuracy is 97.0%, 7.0 percentage points "
-        "ahead of autoencoder (90.0%); last is vae (80.0%). That gap is larger than the noise "
-        "of 1,000 test images (about ±2.2 points). Guessing would be right 10.0% of the time.",
-        "The linear probe (a linear classifier on the frozen embeddings) agrees: supcon 96.0%, "
-        "vae 88.0%.",
-        "Class clusters are tightest and furthest apart in supcon (silhouette 0.45; 1 means "
-        "tight, well-separated classes; 0 means they overlap).",
+        "supcon separates the classes best: it leads on kNN accuracy, linear probe accuracy "
+        "and silhouette.",
+        "kNN accuracy (a vote of each test image's 20 nearest training images): supcon 97.0%, "
+        "autoencoder 90.0%; last is vae (80.0%). supcon leads by 7.0 percentage points, more "
+        "than the noise of 1,000 test images (about ±2.2 points).",
+        "Linear probe accuracy (a linear classifier on the frozen embeddings): supcon 96.0%, "
+        "vae 88.0%; last is autoencoder (85.0%). supcon leads by 8.0 percentage points, more "
+        "than the noise of 1,000 test images (about ±2.4 points).",
+        "Silhouette (1 means tight, well-separated classes; 0 means they overlap): supcon "
+        "0.45, autoencoder 0.10; last is vae (0.05). supcon leads by 0.35, more than the noise "
+        "of 1,000 test images (up to ±0.09).",
+        "Guessing would be right 10.0% of the time.",
     ]
 
 
-def test_reading_calls_a_small_gap_a_tie_and_notes_a_disagreeing_probe() -> None:
+def test_reading_calls_a_small_gap_a_tie_and_names_disagreeing_measures() -> None:
+    lines = reading([run("a", test_count=100, knn_accuracy=0.91, linear_probe_accuracy=0.70),
+                     run("b", test_count=100, knn_accuracy=0.60, linear_probe_accuracy=0.85,
+                         silhouette=0.2)])
+    assert lines[0] == ("The measures disagree: a leads on kNN accuracy; b leads on linear "
+                        "probe accuracy.")
     lines = reading([run("a", test_count=100, knn_accuracy=0.91, linear_probe_accuracy=0.80),
                      run("b", test_count=100, knn_accuracy=0.90, linear_probe_accuracy=0.85)])
-    assert "within the noise (about ±8.3 points), so treat them as tied" in lines[0]
-    assert lines[1].startswith("The linear probe (a linear classifier on the frozen "
-                               "embeddings) disagrees: b 85.0%, a 80.0%.")
+    assert lines[0] == ("No model separates the classes measurably better: by kNN accuracy "
+                        "and linear probe accuracy they are tied within the noise.")
+    assert lines[1].endswith(": tied, the gap of 1.0 percentage points is within the noise "
+                             "of 100 test images (about ±8.3 points).")
+    assert not any("best" in line for line in lines)
+
+
+def test_a_tie_is_never_best_and_the_reading_leads_with_measures_that_differ() -> None:
+    # the main job's digits run: kNN tied, everything else favours the contrastive encoder
+    lines = reading([
+        run("autoencoder", test_count=359, knn_accuracy=0.944, linear_probe_accuracy=0.944,
+            silhouette=-0.09, pair_auc=0.58),
+        run("contrastive", test_count=359, knn_accuracy=0.944, linear_probe_accuracy=0.975,
+            silhouette=0.35, pair_auc=0.94)])
+    assert lines[0] == ("contrastive separates the classes best: it leads on linear probe "
+                        "accuracy, silhouette and pair AUC; by kNN accuracy they are tied "
+                        "within the noise.")
+    assert [line.split(" (")[0] for line in lines[1:5]] == [
+        "Linear probe accuracy", "Silhouette", "Pair AUC", "kNN accuracy"]
+    assert "tied" in lines[4] and "best" not in lines[4] and "leads" not in lines[4]
+    # unknown test-set sizes: a gap is reported, never weighed, and nothing is called best
+    lines = reading([run("a", test_count=None, knn_accuracy=0.9),
+                     run("b", test_count=None, knn_accuracy=0.8)])
+    assert lines[0].endswith("the number of test images is unknown.")
+    assert not any("best" in line for line in lines)
 
 
 def test_reading_of_one_model_with_reconstructions_pixels_and_time_budget() -> None:
@@ -161,6 +193,42 @@ def test_report_of_a_results_folder_holds_everything_offline(digits_results: Pat
     assert [m["name"] for m in data["models"]] == ["autoencoder", "supcon"]
     assert len(data["galleries"]) == 2  # supcon was tested on a 200-image subset
     assert [len(m["x"]) for m in data["models"]] == [359, 200]
+
+
+def test_report_of_a_tied_knn_leads_with_what_differs_and_shows_each_figure_once(
+        tmp_path: Path) -> None:
+    # two runs as `latentlab run --quick --dataset digits` leaves them, made without training:
+    # equal kNN accuracy; the autoencoder's pair AUC only in comparison.json
+    from resultfiles import synthetic_run
+
+    results = tmp_path / "results"
+    scores = {"autoencoder": {"knn_accuracy": 0.944, "linear_probe_accuracy": 0.944,
+                              "silhouette": -0.09},
+              "contrastive": {"knn_accuracy": 0.944, "linear_probe_accuracy": 0.975,
+                              "silhouette": 0.35, "pair_auc": 0.94}}
+    for name, metrics in scores.items():
+        folder = synthetic_run(results, name, n=359)
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    comparison = {"dataset": "digits", "models": {
+        "autoencoder": {**scores["autoencoder"], "pair_auc": 0.58},
+        "contrastive": scores["contrastive"]}}
+    (results / "comparison.json").write_text(json.dumps(comparison))
+    page = write_report(results).read_text()
+    summary = re.findall(r"<li>(.*?)</li>",
+                         re.search(r'<section id="reading">(.*?)</section>', page, re.S)[1])
+    assert summary[0].startswith("contrastive separates the classes best: it leads on linear "
+                                 "probe accuracy")
+    assert summary[0].endswith("by kNN accuracy they are tied within the noise.")
+    knn = next(line for line in summary if line.startswith("kNN accuracy"))
+    assert ": tied, the gap of 0.0 percentage points" in knn
+    # the figures of comparison.json join the metrics table instead of a second table
+    assert "<h3>comparison.json</h3>" not in page
+    rows = dict(re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", page))
+    assert rows["pair auc ↑"] == '<td>0.58</td><td class="best">0.94</td>'
+    # a comparison.json that says something else than the runs stays, as its own table
+    (results / "comparison.json").write_text(json.dumps(
+        {"models": {"autoencoder": {"knn_accuracy": 0.5}}}))
+    assert "<h3>comparison.json</h3>" in write_report(results).read_text()
 
 
 def test_report_finds_runs_in_nested_folders_and_a_single_run(digits_results: Path) -> None:

@@ -91,7 +91,7 @@ def test_separate_command_errors(trained_unet, tmp_path, capsys):
         ([model, str(broken)], "not a readable image"),
         ([str(autoencoder), image], "not a separator"),
         ([str(trained_unet / "unet" / "checkpoint.pth"), image], "training checkpoint"),
-        ([model], "either blended images (or folders of them) or --mix"),
+        ([model], "give the blended images (or folders of them) to separate, or --mix A B"),
         ([model, image, "--mix", image, image], "not both"),
         ([model, str(empty)], "holds no images"),
     ]

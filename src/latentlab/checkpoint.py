@@ -16,17 +16,33 @@ FORMAT_VERSION = 1
 
 
 def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
-    """Load a latentlab file, turning every way it can be wrong into one clear UserError."""
+    """Load a latentlab file, turning every way it can be wrong into one clear UserError.
+
+    Files are read with weights_only=True, so reading one never runs code from it; a file
+    that needs more (another program's pickle) is refused, not unpickled."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a latentlab {what}; give the .pth file")
     if not path.is_file():
         raise UserError(f"{what} {path} does not exist")
+    not_ours = f"{path} is not a latentlab {what}"
+    # latentlab writes PyTorch's zip format; anything else is another kind of file or damaged
+    try:
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"{not_ours}: it is not a PyTorch file that latentlab wrote "
+                            "(another kind of file, or damaged); give a .pth file written "
+                            "by latentlab")
+    except OSError as error:
+        raise UserError(f"cannot read {what} {path} ({error.strerror or error})") from None
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{path} is not a readable latentlab {what}: it is truncated, damaged "
-                        f"or not a PyTorch file ({reason})") from None
+    except pickle.UnpicklingError:  # objects beyond tensors and plain containers
+        raise UserError(f"{not_ours}: it holds Python objects that latentlab files never "
+                        "hold, and latentlab does not unpickle them (that could run code "
+                        "from the file); give a .pth file written by latentlab") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError):
+        raise UserError(f"{not_ours}: it is truncated or damaged; give a .pth file written by "
+                        "latentlab") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise UserError(f"{path} is a PyTorch file but not a latentlab {what} "
                         "(it has no latentlab header); give a file written by latentlab")
@@ -65,11 +81,19 @@ def rebuild(saved: dict[str, Any], path: str | Path) -> Any:
     cls = MODELS.get(saved.get("model_class", ""))
     if cls is None:
         raise UserError(f"{path} holds an unknown model {saved.get('model_class')!r}")
-    model = cls(**saved["hparams"])
+    damaged = (f"{path} is damaged or was written by another version of latentlab: its "
+               f"{cls.__name__}")
     try:
-        model.load_state_dict(saved["state_dict"])
-    except RuntimeError as error:
-        raise UserError(f"{path}: weights do not fit {cls.__name__} ({error})") from None
+        model = cls(**saved["hparams"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{damaged} settings cannot be built ({error})") from None
+    try:
+        fit = model.load_state_dict(saved["state_dict"], strict=False)
+    except (KeyError, TypeError, AttributeError, RuntimeError):  # e.g. a tensor of another shape
+        raise UserError(f"{damaged} weights do not fit it") from None
+    if fit.missing_keys or fit.unexpected_keys:
+        raise UserError(f"{damaged} weights do not fit it ({len(fit.missing_keys)} missing, "
+                        f"{len(fit.unexpected_keys)} unexpected)")
     model.config = saved.get("config", {})
     model.class_names = saved.get("class_names", [])
     return model

@@ -5,12 +5,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from latentlab import distributed
-from latentlab.config import Config, coerce, dashed, fields_for, from_toml
+from latentlab.config import (
+    MAX_SEED,
+    Config,
+    check_device,
+    check_folder,
+    coerce,
+    dashed,
+    fields_for,
+    from_toml,
+    min_batch_size,
+)
 from latentlab.errors import UserError
 from latentlab.training import Interrupted
 
@@ -43,9 +55,12 @@ def add_config_options(parser: argparse.ArgumentParser, experiment: str) -> None
             parser.add_argument(f"--{dashed(f.name)}", dest=f.name, action="store_true",
                                 default=argparse.SUPPRESS, help=f.metadata["help"])
             continue
+        text = f.metadata["help"]
+        if f.name == "batch_size":  # each experiment says which sizes it trains with
+            smallest = min_batch_size(experiment)
+            text += f"; {experiment} trains with {smallest} or more"
         parser.add_argument(f"--{dashed(f.name)}", dest=f.name, default=argparse.SUPPRESS,
-                            metavar=f.name.upper(),
-                            help=f"{f.metadata['help']} (default: {default})")
+                            metavar=f.name.upper(), help=f"{text} (default: {default})")
     parser.add_argument("--config", dest="config_file", metavar="FILE.toml",
                         help="read option values from a TOML file (command-line options win)")
     parser.add_argument("--resume", action="store_true",
@@ -204,6 +219,8 @@ def command_report(args: argparse.Namespace) -> int:
 def command_embed(args: argparse.Namespace) -> int:
     from latentlab.export import export_embeddings
 
+    check_device(args.device)
+    check_folder(args.out, "--out")
     written = export_embeddings(args.checkpoint, args.source, args.out, split=args.split,
                                 limit=args.limit, data_dir=args.data_dir, device=args.device)
     for what, path in written.items():
@@ -218,8 +235,10 @@ def parse_betas(text: str) -> tuple[float, ...]:
     except ValueError:
         raise UserError(f"--betas must be comma-separated numbers like 0.1,1,4, not {text!r}"
                         ) from None
-    if not betas or any(not b >= 0 for b in betas) or len(set(betas)) != len(betas):
-        raise UserError(f"--betas needs distinct numbers of 0 or more, like 0.1,1,4, not {text!r}")
+    if (not betas or any(not 0 <= b < float("inf") for b in betas)
+            or len(set(betas)) != len(betas)):
+        raise UserError("--betas needs distinct finite numbers of 0 or more, like 0.1,1,4, "
+                        f"not {text!r}")
     return betas
 
 
@@ -234,9 +253,13 @@ def command_vae_study(args: argparse.Namespace) -> int:
 def command_separate(args: argparse.Namespace) -> int:
     from latentlab.separate import separate_files
 
-    if bool(args.blended) == bool(args.mix):
+    if args.blended and args.mix:
         raise UserError("give either blended images (or folders of them) or --mix A B, "
                         "not both")
+    if not args.blended and not args.mix:
+        raise UserError("give the blended images (or folders of them) to separate, or --mix "
+                        "A B to mix two images and separate the mixture")
+    check_folder(args.out, "--out")
     separate_files(args.checkpoint, args.blended, args.mix, args.out)
     return 0
 
@@ -247,6 +270,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
     if args.test_limit is not None and args.test_limit < 2:
         raise UserError(f"--test-limit must be 2 or more, not {args.test_limit}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED}, not {args.seed}")
+    check_device(args.device)
+    if args.out and Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a folder; give the name of a .json file to write")
     row = evaluate_saved(args.checkpoint, args.dataset, data_dir=args.data_dir, bank=args.bank,
                          seed=args.seed, device=args.device, test_limit=args.test_limit)
     print(describe(row))
@@ -273,6 +301,18 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def out_of_memory(error: BaseException) -> str:
+    """The one-line message for an error that says memory ran out, else ''."""
+    text = str(error)
+    if not (isinstance(error, MemoryError) or "out of memory" in text.lower()
+            or "can't allocate memory" in text):
+        return ""
+    asked = re.search(r"allocate (\d+) bytes", text)
+    size = f" (it asked for {int(asked[1]) / 2**30:,.1f} GiB at once)" if asked else ""
+    return (f"out of memory{size}; lower --batch-size, --width or --latent-dim, or use a "
+            "machine with more memory")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -280,6 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except UserError as error:
         print(f"latentlab: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a folder that cannot be written, a full disk, ...
+        where = f" {error.filename}" if error.filename else ""
+        print(f"latentlab: error: cannot read or write{where}: "
+              f"{error.strerror or error}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not out_of_memory(error):
+            raise
+        print(f"latentlab: error: {out_of_memory(error)}", file=sys.stderr)
         return 2
     except distributed.WorkerFinished:  # under torchrun, a process whose part is done
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -15,6 +16,22 @@ from latentlab.errors import UserError
 ALL = ("autoencoder", "contrastive", "supcon", "simclr", "vae", "separator")
 EMBEDDING = ("autoencoder", "contrastive", "supcon", "simclr", "vae")
 CONTRASTIVE = ("contrastive", "supcon", "simclr")
+
+
+# The smallest batch each experiment can train on, and why (the others train on any size).
+MIN_BATCH_SIZE = {
+    "contrastive": (2, "its margin loss pairs the images of each batch with each other"),
+    "supcon": (2, "its loss contrasts the images of each batch, and its projection head has "
+                  "batch norm, which needs two or more images per step"),
+    "simclr": (2, "its loss contrasts the images of each batch, and its projection head has "
+                  "batch norm, which needs two or more images per step"),
+    "separator": (2, "its networks have batch norm, which needs two or more images per step"),
+}
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
+
+
+def min_batch_size(experiment: str) -> int:
+    return MIN_BATCH_SIZE.get(experiment, (1, ""))[0]
 
 
 def option(default: Any, help: str, used_by: tuple[str, ...] = ALL, choices: Any = None) -> Any:
@@ -129,6 +146,17 @@ class Config:
             if getattr(self, name) < 1:
                 raise UserError(f"--{dashed(name)} must be a positive whole number, "
                                 f"not {getattr(self, name)}")
+        smallest, why = MIN_BATCH_SIZE.get(self.experiment, (1, ""))
+        if self.batch_size < smallest:
+            raise UserError(f"--batch-size must be {smallest} or more for {self.experiment} "
+                            f"({why}), not {self.batch_size}; the default is 256")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED}, not {self.seed}")
+        for name in ("learning_rate", "weight_decay", "warmup_epochs", "margin", "temperature",
+                     "beta", "kl_warmup_epochs", "class_weight", "time_budget"):
+            value = getattr(self, name)
+            if value is not None and math.isinf(value):
+                raise UserError(f"--{dashed(name)} must be a finite number, not {value}")
         for name in ("train_limit", "test_limit", "validation"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -152,8 +180,8 @@ class Config:
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserError(f"--time-budget must be a positive number of minutes, "
                             f"not {self.time_budget}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
-            raise UserError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        check_device(self.device)
+        check_folder(self.out, "--out")
         if not self.dataset:
             raise UserError("--dataset must not be empty")
         if self.exclude is not None and not Path(self.exclude).is_file():
@@ -173,6 +201,17 @@ class Config:
         if self.experiment == "separator":
             return Path(self.out) / "separation" / self.model
         return Path(self.out) / name
+
+
+def check_device(device: str) -> None:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+
+
+def check_folder(path: str | Path, option: str) -> None:
+    """A folder to write into: absent (it will be made) or a folder, never a file."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UserError(f"{option} {path} is a file; give a folder to write into")
 
 
 def dashed(name: str) -> str:

@@ -39,6 +39,10 @@ def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
     # model's run used, so a model is scored on the images its own run held out
     seed = from_dict(model.config).test_seed if seed is None else seed
     data = load_dataset(dataset, data_dir, seed=seed).limit(None, test_limit, seed)
+    if len(data.test_labels) < 2:
+        raise UserError(f"{dataset} has {len(data.test_labels)} test images; scoring needs 2 "
+                        "or more (a folder of <class>/<image> files holds out a fifth of each "
+                        "class, rounded)")
     if tuple(model.image_shape) != data.image_shape:
         raise UserError(f"{path} was trained on {'x'.join(map(str, model.image_shape))} images, "
                         f"but {dataset} holds {'x'.join(map(str, data.image_shape))} images")

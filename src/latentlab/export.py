@@ -139,6 +139,9 @@ def export_embeddings(checkpoint: str | Path, source: str, out: str | Path, spli
                       device: str = "cpu") -> dict[str, Path]:
     """Embed source with the model in checkpoint; write .npy, TSV and class-name files to out."""
     model = load(checkpoint, device=device)
+    if not hasattr(model, "embed"):
+        raise UserError(f"{checkpoint} holds a {model.kind} ({type(model).__name__}), which "
+                        "has no embedding; give an autoencoder, contrastive or VAE model")
     found = read_images(source, split, limit, data_dir)
     embeddings = embed_images(model, found.images)
     folder = Path(out)

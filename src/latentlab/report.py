@@ -28,11 +28,11 @@ from latentlab.plots import plot_class_pair_psnr, plot_separation_comparison
 REPORT_NAME = "report.html"
 # Metric name fragments and which way is better; used to mark the best value in each row.
 HIGHER_IS_BETTER = ("accuracy", "silhouette", "between_within_ratio", "psnr", "snr", "sdr",
-                    "ssim")
+                    "ssim", "auc")
 LOWER_IS_BETTER = ("mse", "mae", "loss", "error", "nll", "fid", "bits_per_dim")
 # Shown first in the metrics table, in this order, when present.
 LEADING_METRICS = ("knn_accuracy", "linear_probe_accuracy", "raw_pixel_knn_accuracy",
-                   "silhouette", "between_within_ratio", "mean_within_class_distance",
+                   "silhouette", "pair_auc", "between_within_ratio", "mean_within_class_distance",
                    "mean_between_class_distance", "reconstruction_mse", "reconstruction_psnr")
 
 
@@ -100,6 +100,44 @@ def find_comparisons(results_dir: Path) -> list[tuple[str, Any]]:
     return found
 
 
+def comparison_records(contents: Any) -> dict[str, dict[str, Any]] | None:
+    """The records of a comparison.json of the shapes latentlab writes, by run folder name:
+    {"models": {name: metrics}} (latentlab run) or [{"model": name, ...}] (separators)."""
+    if isinstance(contents, dict) and isinstance(contents.get("models"), dict):
+        records = contents["models"]
+    elif isinstance(contents, list) and all(isinstance(r, dict) and isinstance(
+            r.get("model"), str) for r in contents):
+        records = {r["model"]: r for r in contents}
+    else:
+        return None
+    return records if all(isinstance(r, dict) for r in records.values()) else None
+
+
+def fold_comparisons(results_dir: Path, runs: list[Run],
+                     comparisons: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Merge each comparison.json into the metrics of the runs it describes (figures the
+    runs' own metrics.json lacks, such as the autoencoder's pair AUC, are added), so the
+    metrics table shows every figure once; return the comparisons that hold something else
+    (another shape, a run not found, or a value that differs from the run's own)."""
+    by_folder = {r.folder.resolve(): r for r in runs}
+    kept = []
+    for name, contents in comparisons:
+        records = comparison_records(contents)
+        folder = (results_dir / name).parent.resolve()
+        owners = {model: by_folder.get(folder / model) for model in records or {}}
+        if not records or any(run is None for run in owners.values()) or any(
+                key in run.metrics and run.metrics[key] != value
+                for model, run in owners.items() if run is not None
+                for key, value in records[model].items()):
+            kept.append((name, contents))
+            continue
+        for model, run in owners.items():
+            if run is not None:
+                for key, value in records[model].items():
+                    run.metrics.setdefault(key, value)
+    return kept
+
+
 # ----------------------------------------------------------------------------- the reading
 
 def percent(x: float) -> str:
@@ -140,23 +178,136 @@ def ranked(runs: list[Run], metric: str) -> list[Run]:
     return sorted(having, key=lambda r: -direction * r.metrics[metric])
 
 
-def noise_note(first: Run, second: Run, metric: str) -> str:
-    """Whether the gap between two accuracies is larger than test-set sampling noise."""
+@dataclass(frozen=True)
+class Measure:
+    """A measure of how well embeddings separate the classes, and how noisy it is."""
+
+    key: str
+    label: str
+    meaning: str
+    percent: bool  # an accuracy: shown in percent, its noise binomial
+    # a bound on the spread of one test image's contribution (silhouette per image lies in
+    # [-1, 1], std at most 1; pair AUC is a mean of 0s and 1s, std at most 0.5)
+    spread: float = 0.0
+
+
+MEASURES = (
+    Measure("knn_accuracy", "kNN accuracy",
+            "a vote of each test image's 20 nearest training images", percent=True),
+    Measure("linear_probe_accuracy", "linear probe accuracy",
+            "a linear classifier on the frozen embeddings", percent=True),
+    Measure("silhouette", "silhouette",
+            "1 means tight, well-separated classes; 0 means they overlap", percent=False,
+            spread=1.0),
+    Measure("pair_auc", "pair AUC",
+            "how often a same-class pair of test images lies closer than a pair of two "
+            "classes; 0.5 is chance", percent=False, spread=0.5),
+)
+SILHOUETTE_SAMPLE = 2000  # the silhouette is measured on at most this many test images
+
+
+def shown(measure: Measure, value: float) -> str:
+    return percent(value) if measure.percent else f"{value:.2f}"
+
+
+def gap_text(measure: Measure, gap: float) -> str:
+    return points(gap) if measure.percent else f"{abs(gap):.2f}"
+
+
+def noise(measure: Measure, first: Run, second: Run) -> tuple[float, int] | None:
+    """Two standard errors of the difference between two runs' values of measure, and the
+    number of test images it rests on; None where that number is not known. Accuracies:
+    binomial. Silhouette and pair AUC: a bound from the spread of one image's contribution,
+    so a gap inside it is called a tie, never a difference it cannot show."""
     n = min(first.test_count or 0, second.test_count or 0)
     if n < 1:
-        return ""
-    p, q = first.metrics[metric], second.metrics[metric]
-    # two standard errors of the difference of two accuracies measured on n images each
-    noise = 2 * math.sqrt((p * (1 - p) + q * (1 - q)) / n)
-    if abs(p - q) <= noise:
-        return (f" On {n:,} test images that gap is within the noise (about ±{100 * noise:.1f} "
-                "points), so treat them as tied.")
-    return (f" That gap is larger than the noise of {n:,} test images "
-            f"(about ±{100 * noise:.1f} points).")
+        return None
+    if measure.percent:
+        p, q = first.metrics[measure.key], second.metrics[measure.key]
+        return 2 * math.sqrt((p * (1 - p) + q * (1 - q)) / n), n
+    if measure.key == "silhouette":
+        n = min(n, SILHOUETTE_SAMPLE)
+    return 2 * measure.spread * math.sqrt(2 / n), n
+
+
+@dataclass
+class Verdict:
+    """One measure over the runs: their order, and whether the top two differ."""
+
+    measure: Measure
+    order: list[Run]
+    differs: bool | None  # None: the noise is unknown
+    noise: tuple[float, int] | None
+
+    @property
+    def gap(self) -> float:
+        return self.order[0].metrics[self.measure.key] - self.order[1].metrics[self.measure.key]
+
+    def sentence(self) -> str:
+        m = self.measure
+        values = ", ".join(f"{r.name} {shown(m, r.metrics[m.key])}" for r in self.order[:2])
+        if len(self.order) > 2:
+            values += f"; last is {self.order[-1].name} ({shown(m, self.order[-1].metrics[m.key])})"
+        label = m.label if m.label.startswith("kNN") else m.label[0].upper() + m.label[1:]
+        text = f"{label} ({m.meaning}): {values}"
+        if self.noise is None and self.differs is False:
+            return text + ": tied, the same value."
+        if self.noise is None:
+            return (text + f"; a gap of {gap_text(m, self.gap)}, which cannot be weighed "
+                    "against the noise: the number of test images is unknown.")
+        size, n = self.noise
+        about = f"about ±{100 * size:.1f} points" if m.percent else f"up to ±{size:.2f}"
+        noise_text = f"the noise of {n:,} test images ({about})"
+        if self.differs:
+            return (text + f". {self.order[0].name} leads by {gap_text(m, self.gap)}, more "
+                    f"than {noise_text}.")
+        return text + f": tied, the gap of {gap_text(m, self.gap)} is within {noise_text}."
+
+
+def verdicts(runs: list[Run]) -> list[Verdict]:
+    """Each measure that two or more runs report, with the top two weighed against noise."""
+    found = []
+    for measure in MEASURES:
+        order = ranked(runs, measure.key)
+        if len(order) < 2:
+            continue
+        size = noise(measure, order[0], order[1])
+        gap = abs(order[0].metrics[measure.key] - order[1].metrics[measure.key])
+        differs = None if size is None else gap > size[0]
+        if gap == 0:
+            differs = False
+        found.append(Verdict(measure, order, differs, size))
+    return found
+
+
+def names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def headline(found: list[Verdict]) -> str:
+    """Which model separates the classes best, by the measures that tell the models apart;
+    the measures that tie are named as ties, and a tie is never a win."""
+    differ = [v for v in found if v.differs]
+    tied = [v.measure.label for v in found if v.differs is False]
+    who = "they" if all(len(v.order) == 2 for v in found) else "the top two"
+    ties = f"by {names(tied)} {who} are tied within the noise" if tied else ""
+    if not differ:
+        return (f"No model separates the classes measurably better: {ties}." if tied else "")
+    leaders: dict[str, list[str]] = {}
+    for v in differ:
+        leaders.setdefault(v.order[0].name, []).append(v.measure.label)
+    if len(leaders) == 1:
+        (leader, labels), = leaders.items()
+        text = f"{leader} separates the classes best: it leads on {names(labels)}"
+    else:
+        text = "The measures disagree: " + "; ".join(
+            f"{leader} leads on {names(labels)}" for leader, labels in leaders.items())
+    return text + (f"; {ties}." if ties else ".")
 
 
 def read_embeddings(runs: list[Run]) -> list[str]:
-    """Sentences about which embedding separates the classes best."""
+    """Sentences about which embedding separates the classes best: the measures that tell
+    the models apart first, then those on which they tie."""
     knn = ranked(runs, "knn_accuracy")
     if not knn:
         return []
@@ -171,33 +322,19 @@ def read_embeddings(runs: list[Run]) -> list[str]:
         if is_number(probe):
             text += f", and a linear classifier on its embeddings gets {percent(probe)}"
         lines.append(text + "." + chance)
+        silhouette = best.metrics.get("silhouette")
+        if is_number(silhouette):
+            lines.append(f"Its class clusters have a silhouette of {silhouette:.2f} "
+                         f"({MEASURES[2].meaning}).")
     else:
-        second = knn[1]
-        text = (f"{best.name} separates the classes best: its kNN accuracy is "
-                f"{percent(best.metrics['knn_accuracy'])}, "
-                f"{points(best.metrics['knn_accuracy'] - second.metrics['knn_accuracy'])} "
-                f"ahead of {second.name} ({percent(second.metrics['knn_accuracy'])})")
-        if len(knn) > 2:
-            text += (f"; last is {knn[-1].name} "
-                     f"({percent(knn[-1].metrics['knn_accuracy'])})")
-        lines.append(text + "." + noise_note(best, second, "knn_accuracy") + chance)
-        probe = ranked(runs, "linear_probe_accuracy")
-        if len(probe) > 1:
-            first, runner = probe[0], probe[1]
-            verdict = "agrees" if first is best else "disagrees"
-            lines.append(
-                f"The linear probe (a linear classifier on the frozen embeddings) {verdict}: "
-                f"{first.name} {percent(first.metrics['linear_probe_accuracy'])}, "
-                f"{runner.name} {percent(runner.metrics['linear_probe_accuracy'])}.")
-    silhouette = ranked(runs, "silhouette")
-    scale = "1 means tight, well-separated classes; 0 means they overlap"
-    if len(silhouette) > 1:
-        top = silhouette[0]
-        lines.append(f"Class clusters are tightest and furthest apart in {top.name} "
-                     f"(silhouette {top.metrics['silhouette']:.2f}; {scale}).")
-    elif silhouette:
-        lines.append(f"Its class clusters have a silhouette of "
-                     f"{silhouette[0].metrics['silhouette']:.2f} ({scale}).")
+        found = verdicts(runs)
+        first = headline(found)
+        lines += [first] if first else []
+        # the measures that tell the models apart first, then the ties, then the unweighed
+        order = sorted(found, key=lambda v: {True: 0, False: 1, None: 2}[v.differs])
+        lines += [v.sentence() for v in order]
+        if chance:
+            lines.append(chance.strip())
     pixels = next((r.metrics["raw_pixel_knn_accuracy"] for r in runs
                    if is_number(r.metrics.get("raw_pixel_knn_accuracy"))), None)
     if pixels is not None:
@@ -493,14 +630,16 @@ def write_report(results_dir: str | Path) -> Path:
     """Write results_dir/report.html for every run found under results_dir; return its path."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise UserError(f"results folder {results_dir} does not exist; give the --out folder "
-                        "of a training run")
+        state = "is a file" if results_dir.exists() else "does not exist"
+        raise UserError(f"results folder {results_dir} {state}; give the --out folder of a "
+                        "training run")
     runs = find_runs(results_dir)
     if not runs:
         raise UserError(f"no results found under {results_dir} (no metrics.json); train a "
                         f"model first, e.g. latentlab train autoencoder --out {results_dir}")
     explorer = explorer_data([(r.name, r.folder, r.config) for r in runs])
-    page = build_html(results_dir, runs, find_comparisons(results_dir), explorer)
+    comparisons = fold_comparisons(results_dir, runs, find_comparisons(results_dir))
+    page = build_html(results_dir, runs, comparisons, explorer)
     path = results_dir / REPORT_NAME
     write_text_atomic(page, path)
     return path

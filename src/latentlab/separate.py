@@ -66,7 +66,8 @@ def output_stems(paths: list[str]) -> list[str]:
 def load_separator(checkpoint: str) -> Any:
     model = load(checkpoint)
     if getattr(model, "kind", "") != "separator":
-        raise UserError(f"{checkpoint} holds a {getattr(model, 'kind', 'model')} "
+        kind = getattr(model, "kind", "model")
+        raise UserError(f"{checkpoint} holds {'an' if kind[0] in 'aeiou' else 'a'} {kind} "
                         f"({type(model).__name__}), not a separator; give the "
                         "separator_model.pth written by `latentlab train separator`")
     return model

@@ -69,7 +69,7 @@ def test_vae_study_writes_figure_and_summary(tmp_path):
         assert {"reconstruction_mse", "test_kl", "active_units", "knn_accuracy"} <= set(run)
 
 
-@pytest.mark.parametrize("betas", ["", "a,b", "-1,2", "1,1"])
+@pytest.mark.parametrize("betas", ["", "a,b", "-1,2", "1,1", "1,inf"])
 def test_vae_study_rejects_bad_betas(tmp_path, capsys, betas):
     assert main(["vae-study", "--dataset", "digits", f"--betas={betas}",
                  "--out", str(tmp_path)]) == 2

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from latentlab.config import Config
+from latentlab.config import Config, min_batch_size
 from latentlab.data.datasets import load_dataset
 from latentlab.data.folders import matching, read_names
 from latentlab.data.image_data import ImageData
@@ -82,7 +82,43 @@ def training_data(config: Config) -> ImageData:
         data = replace(data, train_repeats=torch.full_like(data.train_labels, config.oversample))
     if config.extra_train:
         data = add_extra_training(data, config, listed)
+    check_sizes(data, config)
     return data
+
+
+def images_needed(to_train: int, validation: int | None) -> int:
+    """The fewest training images that leave to_train of them after the validation split."""
+    if validation is not None:
+        return to_train + validation
+    n = to_train + 1
+    while n - validation_size(n, None) < to_train:
+        n += 1
+    return n
+
+
+def check_sizes(data: ImageData, config: Config) -> None:
+    """Refuse a run its splits cannot carry: a test split, a batch of the experiment's
+    smallest size, a validation image to choose on, and two classes for the losses that
+    learn from classes."""
+    assert data.val_labels is not None
+    n_train, n_val = len(data.train_labels), len(data.val_labels)
+    if len(data.test_labels) == 0:
+        raise UserError(f"{config.dataset} has no test images (a folder of <class>/<image> "
+                        "files holds out a fifth of each class, rounded: none of a class of "
+                        "fewer than 3); add images, or lay them out as train/ and test/ folders")
+    smallest = min_batch_size(config.experiment)
+    if config.experiment == "separator" and config.protocol == "assignment":
+        smallest = max(smallest, 3)  # its batches are of pairs: 3 images make 3 pairs
+    if n_train < smallest or n_val < 1:
+        limit = f" with --train-limit {config.train_limit}" if config.train_limit else ""
+        raise UserError(f"{config.dataset}{limit} leaves {n_train:,} training and {n_val:,} "
+                        f"validation images; {config.experiment} needs {smallest} or more to "
+                        f"train on and 1 or more to validate on: give "
+                        f"{images_needed(smallest, config.validation)} or more training images")
+    if config.experiment in ("contrastive", "supcon") and len(data.train_labels.unique()) < 2:
+        raise UserError(f"{config.experiment} learns from images of different classes, but the "
+                        f"training images of {config.dataset} are all of one class; give two or "
+                        "more classes, or train simclr or autoencoder, which use no labels")
 
 
 def add_extra_training(data: ImageData, config: Config, listed: set[str]) -> ImageData:

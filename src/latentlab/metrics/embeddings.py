@@ -36,7 +36,10 @@ def knn_accuracy(train: Tensor, train_labels: Tensor, test: Tensor, test_labels:
 
 def linear_probe_accuracy(train: Tensor, train_labels: Tensor, test: Tensor,
                           test_labels: Tensor, max_iter: int = 500) -> float:
-    """Test accuracy of multinomial logistic regression on standardised frozen embeddings."""
+    """Test accuracy of multinomial logistic regression on standardised frozen embeddings;
+    nan when the training labels hold fewer than two classes (there is nothing to tell apart)."""
+    if len(train_labels.unique()) < 2:
+        return float("nan")
     scaler = StandardScaler().fit(train.numpy())
     probe = LogisticRegression(max_iter=max_iter, C=1.0)
     probe.fit(scaler.transform(train.numpy()), train_labels.numpy())

@@ -7,6 +7,7 @@ checkpoint when one is due, and the caller's hooks."""
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from latentlab import distributed
 from latentlab.config import Config
 from latentlab.devices import use_bf16
+from latentlab.errors import UserError
 from latentlab.models import ImageModel
 from latentlab.training.schedule import (
     batches,
@@ -192,6 +194,7 @@ def fit(model: ImageModel, job: Job, steps: Steps, hooks: Hooks | None = None) -
                 hooks.epoch_start(state.epoch)
             log, seconds = train_epoch(run, order, stop)
             record = end_epoch(run, log, seconds, steps.eval)
+            check_finite(record, config)
             wrote = False  # a hook that wrote a file (best weights) has the checkpoint follow
             if hooks.epoch_end is not None and run.main:
                 with averaged_weights(model, state.ema):  # what is kept is what was evaluated
@@ -211,6 +214,17 @@ def fit(model: ImageModel, job: Job, steps: Steps, hooks: Hooks | None = None) -
     if distributed.launched_by_torchrun():
         distributed.finish()  # what follows runs in the first process alone
     return result
+
+
+def check_finite(record: dict[str, float], config: Config) -> None:
+    """Stop with one message when the epoch's training or validation loss is not finite."""
+    diverged = [f"{what} loss is {record[key]}" for key, what in (
+        ("train_loss", "training"), ("val_loss", "validation"))
+        if not math.isfinite(record.get(key, 0.0))]
+    if diverged:
+        raise UserError(f"training diverged in epoch {record['epoch']}: the "
+                        f"{' and the '.join(diverged)}; lower --learning-rate (now "
+                        f"{config.learning_rate:g})")
 
 
 def epoch_order(run: Loop) -> Tensor:
