@@ -21,7 +21,7 @@ line saying so (exit code 2).
 
 Data. simclr, supcon, autoencoder and vae train both systems on the CIFAR-10 JPEG copy
 (--dataset) less the JPEG twins of the 5,085 official images (--twins) and less the seeded
-validation split (latentlab.splits.training_data with `exclude`, as benchmarks/embeddings.py
+validation split (latentlab.data.splits.training_data with `exclude`, as benchmarks/embeddings.py
 does), and score on all official images (--official), never seen in either form. The kNN bank
 and the linear probe's training set are the run's training split, embedded without test-time
 flips for either system. The separator follows the README's pretrained recipe (official
@@ -65,7 +65,7 @@ gives them). What had to change to run each on 2 CPU cores:
 - segmentation-models-pytorch: Unet('resnet18', encoder_weights=None, in_channels=3,
   classes=6): the two images as 6 channels, trained with latentlab's permutation-invariant
   loss (log-MSE PIT, latentlab.losses.separation_objective) on the same fresh training
-  mixtures each epoch (latentlab.mixtures); no augmentation (smp ships none); inputs
+  mixtures each epoch (latentlab.data.mixtures); no augmentation (smp ships none); inputs
   normalised with the ImageNet mean and std, as its examples do; Adam at 2e-4 with a cosine
   to 1e-5 (its examples). Changed: batch 8 at 160x160 -> 64 at 32x32 (the same batch as
   latentlab's separator: 8 images of 32x32 would leave a step all overhead), DataLoader

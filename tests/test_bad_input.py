@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import latentlab
-from latentlab.checkpoint import model_record, save_atomic
+from latentlab.checkpoint import model_record
 from latentlab.cli import main, out_of_memory
 from latentlab.errors import UserError
-from latentlab.evaluation import linear_probe_accuracy
+from latentlab.files import save_atomic
+from latentlab.metrics.embeddings import linear_probe_accuracy
 from latentlab.models import MLPAutoencoder, UNetSeparator
 
 from datafiles import png_bytes, write_image_folder
