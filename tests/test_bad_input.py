@@ -215,7 +215,7 @@ def test_an_unwritable_place_and_exhausted_memory_end_in_one_line(
     def unwritable(args: object) -> int:
         raise PermissionError(13, "Permission denied", "/results/autoencoder")
 
-    monkeypatch.setitem(cli.COMMANDS, "datasets", unwritable)
+    monkeypatch.setattr(cli, "command_datasets", unwritable)
     code, err = run_cli(capsys, "datasets")
     assert (code, err.strip()) == (2, "latentlab: error: cannot read or write "
                                       "/results/autoencoder: Permission denied")
@@ -224,7 +224,7 @@ def test_an_unwritable_place_and_exhausted_memory_end_in_one_line(
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
                            "allocate memory: you tried to allocate 53687091200 bytes.")
 
-    monkeypatch.setitem(cli.COMMANDS, "datasets", exhausted)
+    monkeypatch.setattr(cli, "command_datasets", exhausted)
     code, err = run_cli(capsys, "datasets")
     assert code == 2 and "out of memory (it asked for 50.0 GiB at once); lower --batch-size" in err
     assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
