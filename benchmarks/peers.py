@@ -27,7 +27,7 @@ and the linear probe's training set are the run's training split, embedded witho
 flips for either system. The separator follows the README's pretrained recipe (official
 images x13 beside the JPEG copy, less the twins of validation and test images) and is scored
 on the fixed mixtures of the held-out official test images and of their JPEG twins (the
-shortcut ratio, latentlab.experiments.separation).
+shortcut ratio, latentlab.metrics.separation).
 
 Fairness. Each run alone, on the same threads (--threads), under the same precision policy
 (bf16 autocast where the machine runs it natively, latentlab.devices.use_bf16; losses in
@@ -79,7 +79,7 @@ of 1/255, with the two end bins reaching to -inf and +inf (as latentlab's discre
 logistic does), one sigma for every pixel, fitted on the validation split: the sigma of a log
 grid of 49 values from 0.001 to 1 with the lowest validation negative ELBO. The negative
 ELBO is then KL(q(z|x) || N(0, I)) - log p(x|z) at one seeded z ~ q(z|x) per image, in bits
-per dimension (/ 3072 ln 2), as latentlab.experiments.vae.elbo_metrics scores latentlab's VAE.
+per dimension (/ 3072 ln 2), as latentlab.metrics.likelihood.elbo_metrics scores latentlab's VAE.
 
 Rows are kept in --json as they finish (a list, written atomically); a row already there with
 the same task, system, seed, minutes, train and test limits is not run again, so an

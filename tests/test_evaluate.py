@@ -209,3 +209,22 @@ def test_a_bank_leaves_out_the_twins_of_the_scored_images(tmp_path):
     assert row["test_images"] == 8 and row["bank_twins_excluded"] == 8
     own = evaluate_saved(str(tmp_path / "ae.pth"), official)  # its own training split
     assert own["bank_twins_excluded"] == 0
+
+
+def test_evaluate_draws_a_separators_examples_and_refuses_other_models(tmp_path, capsys):
+    from PIL import Image
+
+    from latentlab.models import UNetSeparator
+
+    official, _ = write_official_and_twins(tmp_path)
+    save_atomic(model_record(UNetSeparator((3, 8, 8), width=4), {"seed": 0}),
+                tmp_path / "sep.pth")
+    picture = tmp_path / "examples.png"
+    assert main(["evaluate", str(tmp_path / "sep.pth"), "--dataset", official,
+                 "--examples", str(picture)]) == 0
+    with Image.open(picture) as image:  # five rows: mixture, x1, x2 and the two outputs
+        assert image.height > image.width / 4
+    save_atomic(model_record(MLPAutoencoder((3, 8, 8), latent_dim=4), {}), tmp_path / "ae.pth")
+    assert main(["evaluate", str(tmp_path / "ae.pth"), "--dataset", official,
+                 "--examples", str(tmp_path / "no.png")]) == 2
+    assert "not a separator" in capsys.readouterr().err and not (tmp_path / "no.png").exists()

@@ -173,6 +173,8 @@ def add_evaluate_command(commands: Commands) -> None:
     evaluate.add_argument("--data-dir", help="directory searched first for dataset files")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     evaluate.add_argument("--out", metavar="FILE.json", help="also write the scores here")
+    evaluate.add_argument("--examples", metavar="FILE.png", help="separators: draw the first "
+                          "10 test mixtures, their sources and the two outputs here")
     evaluate.set_defaults(run=command_evaluate)
 
 
@@ -276,7 +278,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give the name of a .json file to write")
     row = evaluate_saved(args.checkpoint, args.dataset, data_dir=args.data_dir, bank=args.bank,
-                         seed=args.seed, device=args.device, test_limit=args.test_limit)
+                         seed=args.seed, device=args.device, test_limit=args.test_limit,
+                         examples=args.examples)
     print(describe(row))
     if args.out:
         write_json_atomic(row, args.out)

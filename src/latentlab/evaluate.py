@@ -20,21 +20,28 @@ from latentlab.checkpoint import load
 from latentlab.config import from_dict
 from latentlab.data import ImageData, load_dataset
 from latentlab.data.folders import matching
+from latentlab.data.mixtures import fixed_test_mixtures
 from latentlab.data.splits import training_data
 from latentlab.data.twins import read_twins, twin_of, twins_beside, twins_file, twins_of
 from latentlab.errors import UserError
 from latentlab.metrics.embeddings import embed_all, embedding_metrics
 from latentlab.metrics.likelihood import elbo_metrics
 from latentlab.metrics.separation import score_on_test_split
+from latentlab.plots import plot_separation_examples
 
 
 def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
                    bank: str | None = None, seed: int | None = None,
-                   device: str = "cpu", test_limit: int | None = None) -> dict[str, Any]:
-    """The scores of the model saved at path on the test split of dataset."""
+                   device: str = "cpu", test_limit: int | None = None,
+                   examples: str | None = None) -> dict[str, Any]:
+    """The scores of the model saved at path on the test split of dataset; for a separator,
+    with `examples`, a PNG there of its first test mixtures separated."""
     if not Path(path).is_file():
         raise UserError(f"{path} does not exist; give a <name>_model.pth file")
     model = load(path, device)
+    if examples and model.kind != "separator":
+        raise UserError(f"--examples draws separations, but {path} holds a "
+                        f"{type(model).__name__}, not a separator")
     # a folder dataset's held-out test split depends on its seed: by default the one the
     # model's run used, so a model is scored on the images its own run held out
     seed = from_dict(model.config).test_seed if seed is None else seed
@@ -52,6 +59,12 @@ def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
     row["seen_in_training"] = seen_in_training(model.config, dataset, data, data_dir)
     if model.kind == "separator":
         row.update(score_on_test_split(model, data, dataset))
+        if examples:
+            plot_separation_examples(
+                model, fixed_test_mixtures(data.test_images), Path(examples),
+                f"{Path(path).name} on {Path(dataset.removeprefix('folder:')).name}: test PSNR "
+                f"{row['test_psnr']:.2f} dB (returning the mixture: "
+                f"{row['baseline_average_psnr']:.2f} dB)")
     else:
         row.update(score_embeddings(model, data, bank, data_dir, seed))
     return row
