@@ -20,7 +20,6 @@ Prints a table and writes benchmarks/results/throughput/fp32-vs-bf16.json."""
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from latentlab.config import Config
 from latentlab.data.mixtures import MixturePairs
 from latentlab.devices import bf16_native, pick_device
 from latentlab.experiments import autoencoder, contrastive, separation, shared, vae
+from latentlab.files import write_json_atomic
 from latentlab.models import ImageModel
 from latentlab.training.schedule import kl_warmup
 from latentlab.transforms import AUGMENTATIONS
@@ -47,8 +47,13 @@ MODELS: dict[str, dict[str, Any]] = {
     "margin contrastive (resnet-16)": {"experiment": "contrastive", "encoder": "resnet",
                                        "width": 16, "latent_dim": 128},
     "supcon, 2 views (resnet-16)": {"experiment": "supcon", "encoder": "resnet", "width": 16,
-                                    "latent_dim": 128},
+                                    "latent_dim": 128, "views": 2},
     "supcon, 1 view (resnet-16)": {"experiment": "supcon", "encoder": "resnet", "width": 16,
+                                   "latent_dim": 128, "views": 1},
+    # wider shapes (issue 40): channels in multiples of 32 fill the matrix tiles better
+    "supcon, 1 view (resnet-32)": {"experiment": "supcon", "encoder": "resnet", "width": 32,
+                                   "latent_dim": 128, "views": 1},
+    "supcon, 1 view (resnet-64)": {"experiment": "supcon", "encoder": "resnet", "width": 64,
                                    "latent_dim": 128, "views": 1},
     "simclr (resnet-16)": {"experiment": "simclr", "encoder": "resnet", "width": 16,
                            "latent_dim": 128},
@@ -220,10 +225,9 @@ def main() -> None:
               flush=True)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(device),
-                               "device": str(device), "arguments": vars(args),
-                               "peak_flops": peak, "rows": rows},
-                              indent=2) + "\n")
+    write_json_atomic({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(device),
+                       "device": str(device), "arguments": vars(args),
+                       "peak_flops": peak, "rows": rows}, out)
     print(f"written to {out}")
 
 
