@@ -118,7 +118,7 @@ from latentlab.data import ImageData, load_dataset
 from latentlab.data.mixtures import fixed_test_mixtures, training_mixtures
 from latentlab.data.splits import training_data
 from latentlab.data.twins import read_twin_images
-from latentlab.devices import pick_device, use_bf16
+from latentlab.devices import cpu_name, pick_device, use_bf16
 from latentlab.errors import UserError
 from latentlab.experiments import EXPERIMENTS
 from latentlab.experiments.shared import code_version
@@ -151,7 +151,6 @@ def sibling(name: str) -> Any:
 
 
 embeddings_benchmark = sibling("embeddings")
-separation_benchmark = sibling("separation")
 
 
 @dataclass(frozen=True)
@@ -817,7 +816,7 @@ def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> dict
         "wall_seconds": round(time.perf_counter() - started, 1),
         "scores": {key: finite(value) for key, value in result.scores.items()},
         "version": code_version() if system == "latentlab" else peer_version(task),
-        "recipe": result.recipe, "machine": separation_benchmark.cpu_name(),
+        "recipe": result.recipe, "machine": cpu_name()[0],
         "device": str(device), "threads": torch.get_num_threads(),
         "precision": "bf16" if use_bf16("auto", device) else "fp32",
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),

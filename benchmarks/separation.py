@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from latentlab.config import Config  # noqa: E402
 from latentlab.data import ImageData  # noqa: E402
 from latentlab.data.mixtures import MixturePairs, fixed_test_mixtures  # noqa: E402
+from latentlab.devices import cpu_name  # noqa: E402
 from latentlab.errors import UserError  # noqa: E402
 from latentlab.experiments import separation, shared  # noqa: E402
 from latentlab.files import write_json_atomic  # noqa: E402
@@ -62,18 +63,8 @@ ANCHORS = {"returning the mixture": 15.6, "small U-Net, 15 CPU min": 17.4,
            "BASIS (Jayaram and Thickstun 2020)": 19.0, "target": 21.0}
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def machine(device: str | None) -> dict:
-    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "device": device,
+    return {"cpu": cpu_name()[0], "threads": torch.get_num_threads(), "device": device,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__, "python": platform.python_version()}
 

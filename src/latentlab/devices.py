@@ -6,6 +6,9 @@ where the hardware runs bfloat16 natively (`bf16_native`)."""
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 from latentlab.errors import UserError
@@ -21,6 +24,18 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
     return device
+
+
+def cpu_name() -> tuple[str, bool]:
+    """The CPU's model name and whether it has AMX tiles (Linux; else the platform's name),
+    written beside every benchmark figure: speed differs between machines."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine() or "unknown CPU", False
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), platform.machine())
+    return name, " amx_bf16" in info
 
 
 def bf16_native(device: torch.device) -> bool:
