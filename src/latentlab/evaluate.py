@@ -58,10 +58,11 @@ def evaluate_saved(path: str, dataset: str, data_dir: str | None = None,
                            "test_images": len(data.test_labels)}
     row["seen_in_training"] = seen_in_training(model.config, dataset, data, data_dir)
     if model.kind == "separator":
-        row.update(score_on_test_split(model, data, dataset))
+        test = fixed_test_mixtures(data.test_images)
+        row.update(score_on_test_split(model, data, test, dataset))
         if examples:
             plot_separation_examples(
-                model, fixed_test_mixtures(data.test_images), Path(examples),
+                model, test, Path(examples),
                 f"{Path(path).name} on {Path(dataset.removeprefix('folder:')).name}: test PSNR "
                 f"{row['test_psnr']:.2f} dB (returning the mixture: "
                 f"{row['baseline_average_psnr']:.2f} dB)")

@@ -131,7 +131,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     best.restore()
 
     metrics = {"model": config.model, "protocol": config.protocol,
-               **score_on_test_split(model, data, config.dataset),
+               **score_on_test_split(model, data, test, config.dataset),
                "best_epoch": best.epoch, "best_val_psnr": round(best.score, 3),
                "val_psnr_vs_time": psnr_curve(result.history)}
     if config.ema:  # the same run read out with its last weights instead of their average

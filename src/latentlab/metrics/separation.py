@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from latentlab.data import ImageData
-from latentlab.data.mixtures import MixturePairs, fixed_test_mixtures
+from latentlab.data.mixtures import MixturePairs
 from latentlab.data.twins import read_twin_images
 from latentlab.metrics.images import (
     class_pair_means,
@@ -142,10 +142,11 @@ def psnr_curve(history: list[dict[str, float]], key: str = "val_psnr") -> list[l
     return curve
 
 
-def score_on_test_split(model: Separator, data: ImageData, dataset: str) -> dict[str, Any]:
-    """score_mixtures on the fixed mixtures of data's test images and, where a twins file lies
-    beside the dataset, twin_scores on their JPEG twins."""
-    test = fixed_test_mixtures(data.test_images)
+def score_on_test_split(model: Separator, data: ImageData, test: MixturePairs,
+                        dataset: str) -> dict[str, Any]:
+    """score_mixtures on test, the fixed mixtures of data's test images
+    (fixed_test_mixtures), and, where a twins file lies beside the dataset, twin_scores on
+    their JPEG twins."""
     scores = score_mixtures(model, test, data.test_labels, data.class_names)
     twin_images = read_twin_images(dataset, data.test_names)
     if twin_images is not None:
