@@ -9,8 +9,10 @@ with the training step of its experiment, as the training loop runs it: channels
 bf16 autocast or not, AdamW.
 
 Utilisation = achieved FLOP/s / peak FLOP/s, both measured in this run:
-- peak: the best of a few 2048x2048 matrix products at each precision (2 n^3 FLOPs each),
-  timed on the same threads the models train on;
+- peak: at each precision the fastest of three kernels, each the best of a few runs, timed
+  on the same threads the models train on: a 2048x2048 matrix product (2 n^3 FLOPs), and
+  3x3 (128 channels) and 1x1 (256 channels) convolutions of 32 images of 32x32,
+  channels-last (on AMD EPYC oneDNN's convolutions beat the fp32 matrix product);
 - achieved: the FLOPs of one training step (forward and backward, augmentation and loss
   included) counted by torch.utils.flop_counter.FlopCounterMode, which counts 2 FLOPs per
   multiply-add of every matmul and convolution (elementwise work is not counted, so this
@@ -20,17 +22,17 @@ Prints a table and writes benchmarks/results/throughput/fp32-vs-bf16.json."""
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from latentlab.config import Config
 from latentlab.data.mixtures import MixturePairs
-from latentlab.devices import bf16_native, pick_device
+from latentlab.devices import bf16_native, cpu_name, pick_device
 from latentlab.experiments import autoencoder, contrastive, separation, shared, vae
 from latentlab.files import write_json_atomic
 from latentlab.models import ImageModel
@@ -108,16 +110,37 @@ def case(config: Config, clock: Clock, images: torch.Tensor,
         AUGMENTATIONS.update(original)
 
 
-def peak_flops(dtype: torch.dtype, device: torch.device, n: int = 2048,
-               repeats: int = 5) -> float:
-    """FLOP/s of the best of a few n x n matrix products at dtype (2 n^3 FLOPs each)."""
+def peak_kernels(dtype: torch.dtype, device: torch.device,
+                 n: int = 2048) -> dict[str, tuple[Callable[[], Any], float]]:
+    """The kernels the peak is the best of, each with its FLOPs (2 per multiply-add): an n x n
+    matrix product, and 3x3 and 1x1 convolutions of the widths these networks use, run
+    channels-last as they train (oneDNN convolutions beat the matmul library on some CPUs)."""
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    clock, best = Clock(device), float("inf")
-    for _ in range(repeats + 1):  # the first warms up
-        started = clock.now()
-        torch.mm(a, b)
-        best = min(best, clock.now() - started)
-    return 2 * n**3 / best
+    kernels: dict[str, tuple[Callable[[], Any], float]] = {
+        f"matmul {n}x{n}": (lambda: torch.mm(a, b), 2.0 * n**3)}
+    for size, width in ((3, 128), (1, 256)):
+        x = torch.randn(32, width, 32, 32, device=device).to(dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randn(width, width, size, size, device=device).to(dtype)
+        w = w.contiguous(memory_format=torch.channels_last)
+        flops = 2.0 * 32 * 32 * 32 * width * width * size * size
+        kernels[f"conv {size}x{size} {width} ch, 32x32"] = (
+            lambda x=x, w=w, size=size: F.conv2d(x, w, padding=size // 2), flops)
+    return kernels
+
+
+def peak_flops(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> dict[str, float]:
+    """FLOP/s of each of peak_kernels, the best of a few runs; "peak": the best kernel's."""
+    clock, rates = Clock(device), {}
+    with torch.no_grad():
+        for name, (kernel, flops) in peak_kernels(dtype, device).items():
+            best = float("inf")
+            for _ in range(repeats + 1):  # the first warms up
+                started = clock.now()
+                kernel()
+                best = min(best, clock.now() - started)
+            rates[name] = flops / best
+    return {**rates, "peak": max(rates.values())}
 
 
 def step_flops(options: dict[str, Any], batch_size: int, device: torch.device) -> float:
@@ -133,17 +156,6 @@ def step_flops(options: dict[str, Any], batch_size: int, device: torch.device) -
     with FlopCounterMode(display=False) as counter:
         step(model, x, y.to(device))["loss"].backward()
     return float(counter.get_total_flops())
-
-
-def cpu_name() -> tuple[str, bool]:
-    """The CPU's model name and whether it has AMX tiles (Linux; else the platform's)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), False
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                 if line.startswith("model name")), platform.machine())
-    return name, " amx_bf16" in info
 
 
 def measure(options: dict[str, Any], bf16: bool, args: argparse.Namespace,
@@ -200,11 +212,16 @@ def main() -> None:
                         default=str(HERE / "results" / "throughput" / "fp32-vs-bf16.json"))
     args = parser.parse_args()
     device = pick_device(args.device)
-    peak = {"fp32": peak_flops(torch.float32, device), "bf16": peak_flops(torch.bfloat16, device)}
+    kernels = {"fp32": peak_flops(torch.float32, device),
+               "bf16": peak_flops(torch.bfloat16, device)}
+    peak = {precision: rates["peak"] for precision, rates in kernels.items()}
     rows = []
     print(f"Training throughput on {machine(device)} (bf16 native: {bf16_native(device)}), "
-          f"batch {args.batch_size}, {args.steps} steps; peak of a 2048x2048 matmul: "
-          f"fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s")
+          f"batch {args.batch_size}, {args.steps} steps; peak GFLOP/s (best of matmul and "
+          "convolutions): " + ", ".join(
+              f"{precision} {peak[precision] / 1e9:,.0f} ("
+              + ", ".join(f"{name} {rate / 1e9:,.0f}" for name, rate in rates.items()
+                          if name != "peak") + ")" for precision, rates in kernels.items()))
     print(f"{'model':<32}{'GFLOP/img':>10}{'fp32 img/s':>11}{'util.':>7}{'bf16 img/s':>11}"
           f"{'util.':>7}{'speed-up':>9}   bf16 time: " + " / ".join(PHASES))
     for label in args.only or list(MODELS):
@@ -227,7 +244,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(device),
                        "device": str(device), "arguments": vars(args),
-                       "peak_flops": peak, "rows": rows}, out)
+                       "peak_flops": peak, "peak_kernels": kernels, "rows": rows}, out)
     print(f"written to {out}")
 
 
