@@ -9,10 +9,13 @@ By default the test images are 1,017 official CIFAR-10 images (exact pixels, hel
 ../shared/datasets/cifar10-official-5k.zip), the training set is the rest of them beside the
 JPEG copy, less the twins of validation and test images, and each epoch is scored on the
 validation split; the test split is scored once, at the end, on real pixels and on their
-JPEG twins. Only the real-pixel figure stands beside published ones: the JPEG files hold
-less information than the official pixels. Prints a table and writes
-benchmarks/results/vae/real-pixels.json. bits/dim = -ELBO / (3072 ln 2), one z ~ q(z|x) per
-test image, with the discretised logistic likelihood over 8-bit values.
+JPEG twins; the weights kept are those of the best validation epoch. `--save PATH` writes
+that model, its scores inside, as a file `latentlab.load` and `latentlab evaluate` read
+(how pretrained/cifar10_vae.pth was made: see the README). Only the real-pixel figure
+stands beside published ones: the JPEG files hold less information than the official
+pixels. Prints a table and writes benchmarks/results/vae/real-pixels.json. bits/dim =
+-ELBO / (3072 ln 2), one z ~ q(z|x) per test image, with the discretised logistic
+likelihood over 8-bit values.
 """
 
 from __future__ import annotations
@@ -22,18 +25,22 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from latentlab.checkpoint import model_record
 from latentlab.config import Config
 from latentlab.data.splits import training_data
 from latentlab.data.twins import read_twin_images
+from latentlab.devices import cpu_name
 from latentlab.experiments.shared import code_version, num_parameters
 from latentlab.experiments.vae import ElboStep
-from latentlab.files import write_json_atomic
+from latentlab.files import save_atomic, write_json_atomic
 from latentlab.metrics.likelihood import elbo_metrics
 from latentlab.models import ConvVAE
-from latentlab.training import Job, Steps, fit, pick_device
+from latentlab.training import Hooks, Job, Steps, fit, pick_device
+from latentlab.training.best import BestWeights
 from latentlab.training.schedule import KLWarmup
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +78,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json",
                         default=str(ROOT / "benchmarks" / "results" / "vae" / "real-pixels.json"))
+    parser.add_argument("--save", default=None,
+                        help="also write the trained model here, its scores inside (one seed)")
     args = parser.parse_args()
+    if args.save and args.seeds != 1:
+        parser.error("--save keeps one model: give --seeds 1")
 
     extra = None if args.extra_train == "none" else args.extra_train
     name = ("CIFAR-10 (JPEG copy)" if "cifar10-jpeg" in args.dataset else
@@ -96,13 +107,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             job = Job(config, (data.train_images, data.train_labels),
                       (data.val_images, data.val_labels), Path(folder) / "checkpoint.pth")
-            result = fit(model, job, Steps(step, step))
+            best = BestWeights(model, config, Path(folder) / "best.pth", resume=False,
+                               key="val_bits_per_dim", lower_is_better=True)
+            result = fit(model, job, Steps(step, step), Hooks(epoch_end=best))
+            best.restore()
         metrics = elbo_metrics(model, data.test_images, seed)
         twins = read_twin_images(args.dataset, data.test_names)
         if twins is not None:  # the same test images as the JPEG copy holds them
             metrics["jpeg_twins_bits_per_dim"] = elbo_metrics(model, twins,
                                                               seed)["test_bits_per_dim"]
         runs.append({"seed": seed, **metrics, "epochs": len(result.history),
+                     "best_epoch": best.epoch, "best_val_bits_per_dim": best.score,
                      "steps": round(sum(h["images_per_second"] * h["seconds"]
                                         for h in result.history) / args.batch_size),
                      "train_seconds": round(result.train_seconds, 1),
@@ -111,7 +126,9 @@ def main() -> None:
         twin_note = (f" ({metrics['jpeg_twins_bits_per_dim']:.3f} on their JPEG twins)"
                      if "jpeg_twins_bits_per_dim" in metrics else "")
         print(f"seed {seed}: {metrics['test_bits_per_dim']:.3f} bits/dim{twin_note} after "
-              f"{len(result.history)} epochs", flush=True)
+              f"{len(result.history)} epochs (best on validation: {best.epoch})", flush=True)
+        if args.save:
+            save(model, config, data.class_names, runs[-1], name, args.save)
 
     scores = [r["test_bits_per_dim"] for r in runs]
     mean = statistics.mean(scores)
@@ -139,6 +156,18 @@ def main() -> None:
         "code_version": code_version(),
     }, args.json)
     print(f"wrote {args.json}")
+
+
+def save(model: ConvVAE, config: Config, class_names: list[str], run: dict[str, Any],
+         dataset: str, path: str) -> None:
+    """The trained model as latentlab.load reads it, with its scores and how it was made."""
+    scores = {k: v for k, v in run.items() if k != "history"}
+    scores.update(dataset=dataset, machine=cpu_name()[0], threads=torch.get_num_threads(),
+                  test_images="official CIFAR-10 images held out of training, themselves "
+                              "and their JPEG twins", code_version=code_version())
+    save_atomic(model_record(model, config.to_dict(), class_names=class_names,
+                             metrics=scores), path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import latentlab
+from latentlab.checkpoint import read_checkpoint
+from latentlab.evaluate import evaluate_saved
+
 pytestmark = pytest.mark.slow
 
 
@@ -33,3 +37,34 @@ def test_benchmark_runs_with_a_tiny_budget(tmp_path, monkeypatch, capsys):
     assert result["test_bits_per_dim_std"] == pytest.approx(abs(a - b) / math.sqrt(2))
     assert result["target_met"] == (result["test_bits_per_dim_mean"] <= 4.0)
     assert "NVAE" in capsys.readouterr().out
+
+
+def test_saved_model_keeps_the_best_validation_epoch_and_its_scores(tmp_path, monkeypatch):
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "vae.py"
+    saved = tmp_path / "vae.pth"
+    monkeypatch.setattr(sys, "argv", [
+        str(script), "--dataset", "digits", "--extra-train", "none", "--minutes", "0.05",
+        "--train-limit", "64", "--test-limit", "32", "--latent-dim", "4", "--width", "8",
+        "--context", "0", "--batch-size", "32", "--json", str(tmp_path / "vae.json"),
+        "--save", str(saved)])
+    runpy.run_path(str(script), run_name="__main__")
+    run = json.loads((tmp_path / "vae.json").read_text())["runs"][0]
+    best = min(run["history"], key=lambda h: h["val_bits_per_dim"])
+    assert (run["best_epoch"], run["best_val_bits_per_dim"]) == (best["epoch"],
+                                                                 best["val_bits_per_dim"])
+    scores = read_checkpoint(saved, "model")["metrics"]
+    assert scores["test_bits_per_dim"] == run["test_bits_per_dim"]
+    assert scores["best_epoch"] == run["best_epoch"]
+    model = latentlab.load(saved)
+    row = evaluate_saved(str(saved), "digits", test_limit=32)
+    assert row["test_bits_per_dim"] == pytest.approx(run["test_bits_per_dim"], rel=1e-4)
+    assert tuple(model.sample(2, seed=0).shape) == (2, 1, 8, 8)
+
+
+def test_save_refuses_several_seeds(tmp_path, monkeypatch):
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "vae.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--seeds", "2", "--save",
+                                      str(tmp_path / "vae.pth")])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(script), run_name="__main__")
+    assert stopped.value.code == 2

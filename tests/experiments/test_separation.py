@@ -117,6 +117,19 @@ def test_best_weights_follow_validation_where_test_disagrees(tmp_path):
     assert bool((weight == 2).all())
 
 
+def test_best_weights_keep_the_lowest_score_where_lower_is_better(tmp_path):
+    config = Config(experiment="separator", width=4, out=str(tmp_path))
+    model = separation.build(config, (1, 8, 8))
+    best = BestWeights(model, config, tmp_path / "best.pth", resume=False,
+                       key="val_bits_per_dim", lower_is_better=True)
+    for epoch, bits in enumerate([4.5, 4.1, 4.3], 1):
+        best(epoch, {"val_bits_per_dim": bits})
+    assert (best.epoch, best.score) == (2, 4.1)
+    resumed = BestWeights(model, config, tmp_path / "best.pth", resume=True,
+                          key="val_bits_per_dim", lower_is_better=True)
+    assert not resumed(3, {"val_bits_per_dim": 4.2}) and resumed.epoch == 2
+
+
 @pytest.mark.slow
 def test_unet_trained_briefly_on_digits_beats_returning_the_mixture(trained_unet):
     metrics = json.loads((trained_unet / "unet" / "metrics.json").read_text())

@@ -15,15 +15,17 @@ CURVE = "val_psnr_vs_time"  # a separator's [training seconds, validation PSNR] 
 
 
 class BestWeights:
-    """An epoch_end hook that keeps the weights of the epoch with the highest validation
-    score (history[key]) in a file beside the run, so a run stopped by --time-budget (or
-    resumed) ends with its best model; the test split plays no part in the choice. It
-    answers True when it wrote, so the loop writes its checkpoint with it."""
+    """An epoch_end hook that keeps the weights of the epoch with the best validation score
+    (history[key], highest or with lower_is_better lowest) in a file beside the run, so a
+    run stopped by --time-budget (or resumed) ends with its best model; the test split plays
+    no part in the choice. It answers True when it wrote, so the loop writes its checkpoint
+    with it."""
 
     def __init__(self, model: ImageModel, config: Config, path: Path, resume: bool,
-                 key: str = "val_psnr") -> None:
+                 key: str = "val_psnr", lower_is_better: bool = False) -> None:
         self.model, self.config, self.path, self.key = model, config, path, key
-        self.score, self.epoch = float("-inf"), 0
+        self.sign = -1.0 if lower_is_better else 1.0
+        self.score, self.epoch = self.sign * float("-inf"), 0
         if resume and path.is_file():
             saved = read_checkpoint(path, "best weights")
             self.score, self.epoch = saved[key], saved["epoch"]
@@ -31,7 +33,7 @@ class BestWeights:
             path.unlink(missing_ok=True)
 
     def __call__(self, epoch: int, record: dict[str, float]) -> bool:
-        if record[self.key] <= self.score:
+        if self.sign * record[self.key] <= self.sign * self.score:
             return False
         self.score, self.epoch = record[self.key], epoch
         save_atomic(model_record(self.model, self.config.to_dict(), epoch=epoch,
