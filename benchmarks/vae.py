@@ -98,14 +98,15 @@ def main() -> None:
                         device=args.device).validate()
         data = training_data(config)
         assert data.val_images is not None and data.val_labels is not None
-        print(f"{name}: {len(data.train_labels):,} training, {len(data.val_labels):,} "
-              f"validation, {len(data.test_labels):,} test images")
+        print(f"{name}: {len(data.train_labels):,} training ({len(data.epoch_images()[1]):,} "
+              f"an epoch with --oversample), {len(data.val_labels):,} validation, "
+              f"{len(data.test_labels):,} test images")
         torch.manual_seed(seed)
         model = ConvVAE(data.image_shape, args.latent_dim, args.width, args.context)
         step = ElboStep(KLWarmup(1.0, 0, 1))
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
-            job = Job(config, (data.train_images, data.train_labels),
+            job = Job(config, data.epoch_images(),
                       (data.val_images, data.val_labels), Path(folder) / "checkpoint.pth")
             best = BestWeights(model, config, Path(folder) / "best.pth", resume=False,
                                key="val_bits_per_dim", lower_is_better=True)
