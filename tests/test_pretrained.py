@@ -1,9 +1,11 @@
-"""The trained separator that ships in pretrained/: it loads, keeps its promises on real
-pixels it never saw, and the README quotes the scores its own file records."""
+"""The trained models that ship in pretrained/ (a separator, a VAE): they load, keep their
+promises on real pixels they never saw, and the README quotes the scores their own files
+record."""
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,10 +15,12 @@ from latentlab.checkpoint import read_checkpoint
 from latentlab.cli import main
 from latentlab.data import load_dataset
 from latentlab.metrics.images import separation_scores
+from latentlab.metrics.likelihood import elbo_metrics
 from latentlab.models import Separator
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "pretrained" / "cifar10_unet_separator.pth"
+VAE = ROOT / "pretrained" / "cifar10_vae.pth"
 OFFICIAL = (ROOT / "../shared/datasets/cifar10-official-5k.zip").resolve()
 
 
@@ -36,9 +40,8 @@ def test_it_is_a_cifar10_separator_whose_outputs_average_to_the_mixture(model):
 
 def test_the_readme_quotes_the_score_and_training_time_the_file_records():
     metrics = read_checkpoint(MODEL, "model")["metrics"]
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## A trained separator"):]
-    section = section[:section.index("\n## ", 1)]
+    section = readme_section()
+    section = section[:section.index("pretrained/cifar10_vae.pth`")]
     assert f"{metrics['test_psnr']:.2f} dB" in section
     assert f"{metrics['test_ssim']:.3f}" in section
     assert f"{metrics['shortcut_ratio']:.2f}" in section
@@ -46,6 +49,12 @@ def test_the_readme_quotes_the_score_and_training_time_the_file_records():
     minutes = re.search(r"(\d+)\s+minutes", section)  # the line may break between
     earlier = metrics.get("initialised_from", {}).get("train_seconds", 0.0)
     assert minutes and abs(int(minutes.group(1)) - (earlier + metrics["train_seconds"]) / 60) < 1
+
+
+def readme_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Trained models"):]
+    return section[:section.index("\n## ", 1)]
 
 
 def test_the_separate_command_takes_it(tmp_path, capsys):
@@ -77,3 +86,48 @@ def test_it_beats_returning_the_mixture_on_official_pixels_it_never_saw(model):
     separated = separation_scores(*model.separate(m), x1, x2)["psnr"].mean()
     baseline = separation_scores(m, m, x1, x2)["psnr"].mean()
     assert separated > baseline + 1.0
+
+
+@pytest.fixture(scope="module")
+def vae():
+    return latentlab.load(VAE)
+
+
+def test_the_vae_embeds_and_samples_cifar10_images(vae):
+    saved = read_checkpoint(VAE, "model")
+    assert saved["config"]["dataset"].endswith("cifar10-official-5k.zip")
+    assert saved["config"]["extra_train"].endswith("cifar10-jpeg.zip")
+    assert tuple(vae.embed(torch.rand(3, 3, 32, 32)).shape) == (3, vae.latent_dim)
+    samples = vae.sample(2, seed=0)
+    assert tuple(samples.shape) == (2, 3, 32, 32) and 0 <= samples.min() <= samples.max() <= 1
+    assert not torch.allclose(samples[0], samples[1], atol=1e-2)
+
+
+def test_the_readme_quotes_the_bits_per_dim_and_time_the_vae_file_records():
+    metrics = read_checkpoint(VAE, "model")["metrics"]
+    section = readme_section()
+    section = section[section.index("pretrained/cifar10_vae.pth`"):]
+    assert f"{metrics['test_bits_per_dim']:.2f} bits/dim" in section
+    assert f"{metrics['jpeg_twins_bits_per_dim']:.2f}" in section
+    minutes = re.search(r"(\d+)\s+minutes", section)
+    assert minutes and abs(int(minutes.group(1)) - metrics["train_seconds"] / 60) < 1
+
+
+@pytest.mark.skipif(not OFFICIAL.is_file(),
+                    reason="needs ../shared/datasets/cifar10-official-5k.zip")
+def test_the_vae_scores_official_pixels_it_never_saw_as_its_file_says(vae):
+    seed = read_checkpoint(VAE, "model")["config"]["seed"]
+    images = load_dataset(f"folder:{OFFICIAL}", seed=seed).test_images[::8][:128]
+    recorded = read_checkpoint(VAE, "model")["metrics"]["test_bits_per_dim"]
+    assert elbo_metrics(vae, images)["test_bits_per_dim"] == pytest.approx(recorded, abs=0.15)
+
+
+def test_the_embed_command_takes_the_vae(tmp_path):
+    for name, colour in (("red", (220, 30, 30)), ("blue", (20, 40, 230))):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        Image.new("RGB", (40, 40), colour).save(tmp_path / "images" / name / "a.png")
+    assert main(["embed", str(VAE), str(tmp_path / "images"), "--out",
+                 str(tmp_path / "out")]) == 0
+    vectors = [np.load(path) for path in (tmp_path / "out").glob("*.npy")]
+    assert any(v.shape == (2, read_checkpoint(VAE, "model")["hparams"]["latent_dim"])
+               for v in vectors)
