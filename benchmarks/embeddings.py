@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from latentlab import checkpoint
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.data.splits import training_data
+from latentlab.devices import cpu_name
 from latentlab.experiments import EXPERIMENTS
 from latentlab.files import write_json_atomic
 from latentlab.metrics.embeddings import (
@@ -156,7 +156,8 @@ def same_run(run: dict[str, Any], method: str, dataset: str, seed: int,
 
 
 def machine() -> dict[str, Any]:
-    return {"processor": platform.processor() or platform.machine(),
+    name, amx = cpu_name()
+    return {"processor": name, "amx": amx,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__}
