@@ -30,7 +30,7 @@ from latentlab import checkpoint
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.data.splits import training_data
-from latentlab.devices import cpu_name
+from latentlab.devices import cpu_name, has_amx
 from latentlab.experiments import EXPERIMENTS
 from latentlab.files import write_json_atomic
 from latentlab.metrics.embeddings import (
@@ -156,8 +156,7 @@ def same_run(run: dict[str, Any], method: str, dataset: str, seed: int,
 
 
 def machine() -> dict[str, Any]:
-    name, amx = cpu_name()
-    return {"processor": name, "amx": amx,
+    return {"processor": cpu_name(), "amx": has_amx(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__}

@@ -816,7 +816,7 @@ def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> dict
         "wall_seconds": round(time.perf_counter() - started, 1),
         "scores": {key: finite(value) for key, value in result.scores.items()},
         "version": code_version() if system == "latentlab" else peer_version(task),
-        "recipe": result.recipe, "machine": cpu_name()[0],
+        "recipe": result.recipe, "machine": cpu_name(),
         "device": str(device), "threads": torch.get_num_threads(),
         "precision": "bf16" if use_bf16("auto", device) else "fp32",
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),

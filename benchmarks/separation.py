@@ -64,7 +64,7 @@ ANCHORS = {"returning the mixture": 15.6, "small U-Net, 15 CPU min": 17.4,
 
 
 def machine(device: str | None) -> dict:
-    return {"cpu": cpu_name()[0], "threads": torch.get_num_threads(), "device": device,
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "device": device,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__, "python": platform.python_version()}
 

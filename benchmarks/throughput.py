@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from latentlab.config import Config
 from latentlab.data.mixtures import MixturePairs
-from latentlab.devices import bf16_native, cpu_name, pick_device
+from latentlab.devices import bf16_native, cpu_name, has_amx, pick_device
 from latentlab.experiments import autoencoder, contrastive, separation, shared, vae
 from latentlab.files import write_json_atomic
 from latentlab.models import ImageModel
@@ -198,8 +198,8 @@ def measure(options: dict[str, Any], bf16: bool, args: argparse.Namespace,
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name, amx = cpu_name()
-    return f"{name} ({'AMX' if amx else 'no AMX'}), {torch.get_num_threads()} CPU threads"
+    amx = "AMX" if has_amx() else "no AMX"
+    return f"{cpu_name()} ({amx}), {torch.get_num_threads()} CPU threads"
 
 
 def main() -> None:

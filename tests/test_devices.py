@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from latentlab import devices
 from latentlab.config import Config
 from latentlab.data import load_dataset
 from latentlab.devices import bf16_native, pick_device, use_bf16
@@ -71,3 +72,12 @@ def test_training_follows_precision_for_the_loop_and_the_separator(
     fit(model, job, Steps(step, step))
     assert outside and set(outside[:2]) == {autocast}  # the two training steps
     assert inside and set(inside) == {autocast}  # and validation, at the same precision
+
+
+def test_cpu_name_and_amx_are_read_from_cpuinfo(monkeypatch):
+    text = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\n"
+            "flags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n")
+    monkeypatch.setattr(devices, "cpu_info", lambda: text)
+    assert (devices.cpu_name(), devices.has_amx()) == ("Intel(R) Xeon(R) Platinum 8488C", True)
+    monkeypatch.setattr(devices, "cpu_info", lambda: "flags\t\t: fpu avx512_bf16\n")
+    assert not devices.has_amx() and devices.cpu_name()  # falls back to the platform's name

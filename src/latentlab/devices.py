@@ -6,6 +6,7 @@ where the hardware runs bfloat16 natively (`bf16_native`)."""
 
 from __future__ import annotations
 
+import functools
 import platform
 from pathlib import Path
 
@@ -26,16 +27,26 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def cpu_name() -> tuple[str, bool]:
-    """The CPU's model name and whether it has AMX tiles (Linux; else the platform's name),
-    written beside every benchmark figure: speed differs between machines."""
+@functools.cache
+def cpu_info() -> str:
+    """/proc/cpuinfo's text ("" off Linux)."""
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine() or "unknown CPU", False
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                 if line.startswith("model name")), platform.machine())
-    return name, " amx_bf16" in info
+        return ""
+
+
+def cpu_name() -> str:
+    """The CPU's model name (else the platform's), written beside every benchmark figure:
+    speed differs between machines."""
+    return next((line.split(":", 1)[1].strip() for line in cpu_info().splitlines()
+                 if line.startswith("model name")),
+                platform.processor() or platform.machine() or "unknown CPU")
+
+
+def has_amx() -> bool:
+    """Whether the CPU has AMX tiles for bfloat16 (Linux only; else False)."""
+    return " amx_bf16" in cpu_info()
 
 
 def bf16_native(device: torch.device) -> bool:
