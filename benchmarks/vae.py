@@ -98,7 +98,8 @@ def main() -> None:
                         device=args.device).validate()
         data = training_data(config)
         assert data.val_images is not None and data.val_labels is not None
-        print(f"{name}: {len(data.train_labels):,} training ({len(data.epoch_images()[1]):,} "
+        train = data.epoch_images()  # --oversample's repeats, by index
+        print(f"{name}: {len(data.train_labels):,} training ({len(train[1]):,} "
               f"an epoch with --oversample), {len(data.val_labels):,} validation, "
               f"{len(data.test_labels):,} test images")
         torch.manual_seed(seed)
@@ -106,7 +107,7 @@ def main() -> None:
         step = ElboStep(KLWarmup(1.0, 0, 1))
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
-            job = Job(config, data.epoch_images(),
+            job = Job(config, train,
                       (data.val_images, data.val_labels), Path(folder) / "checkpoint.pth")
             best = BestWeights(model, config, Path(folder) / "best.pth", resume=False,
                                key="val_bits_per_dim", lower_is_better=True)
@@ -163,7 +164,7 @@ def save(model: ConvVAE, config: Config, class_names: list[str], run: dict[str, 
          dataset: str, path: str) -> None:
     """The trained model as latentlab.load reads it, with its scores and how it was made."""
     scores = {k: v for k, v in run.items() if k != "history"}
-    scores.update(dataset=dataset, machine=cpu_name()[0], threads=torch.get_num_threads(),
+    scores.update(dataset=dataset, machine=cpu_name(), threads=torch.get_num_threads(),
                   test_images="official CIFAR-10 images held out of training, themselves "
                               "and their JPEG twins", code_version=code_version())
     save_atomic(model_record(model, config.to_dict(), class_names=class_names,
