@@ -119,6 +119,7 @@ def main() -> None:
             metrics["jpeg_twins_bits_per_dim"] = elbo_metrics(model, twins,
                                                               seed)["test_bits_per_dim"]
         runs.append({"seed": seed, **metrics, "epochs": len(result.history),
+                     "epoch_images": len(train[1]),
                      "best_epoch": best.epoch, "best_val_bits_per_dim": best.score,
                      "steps": round(sum(h["images_per_second"] * h["seconds"]
                                         for h in result.history) / args.batch_size),

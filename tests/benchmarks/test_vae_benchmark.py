@@ -10,7 +10,11 @@ import pytest
 
 import latentlab
 from latentlab.checkpoint import read_checkpoint
+from latentlab.config import Config
+from latentlab.data.splits import training_data
 from latentlab.evaluate import evaluate_saved
+
+from datafiles import write_official_and_twins
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +72,19 @@ def test_save_refuses_several_seeds(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         runpy.run_path(str(script), run_name="__main__")
     assert stopped.value.code == 2
+
+
+def test_each_official_training_image_trains_oversample_times_an_epoch(tmp_path, monkeypatch):
+    official, copy = write_official_and_twins(tmp_path)
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "vae.py"
+    monkeypatch.setattr(sys, "argv", [
+        str(script), "--dataset", official, "--extra-train", copy, "--oversample", "3",
+        "--minutes", "0.01", "--latent-dim", "4", "--width", "8", "--context", "0",
+        "--batch-size", "8", "--json", str(tmp_path / "vae.json")])
+    runpy.run_path(str(script), run_name="__main__")
+    run = json.loads((tmp_path / "vae.json").read_text())["runs"][0]
+    own = training_data(Config(dataset=official, seed=0))
+    both = training_data(Config(dataset=official, extra_train=copy, seed=0))
+    extra = len(both.train_labels) - len(own.train_labels)
+    assert extra > 0  # the twins of held-out images are left out, the rest of the copy trains
+    assert run["epoch_images"] == 3 * len(own.train_labels) + extra
