@@ -9,6 +9,9 @@ whose JPEG twins are kept out of training, validation and the kNN bank (--exclud
 score is given for plain embeddings and for test-time flips (each image's embedding averaged
 with its mirror image's); the table shows whichever the validation split prefers.
 
+`--save PATH` (one method, dataset and seed) also writes the trained encoder there, test-time
+flips as validation chose and every score inside: how pretrained/ encoders are made.
+
 Runs are kept in the JSON file as they finish (--json) and a run already there with the same
 settings is not run again, so an interrupted benchmark continues where it stopped. Prints a
 table (mean ± std over seeds); run folders go under benchmarks/runs/."""
@@ -32,7 +35,8 @@ from latentlab.data import load_dataset
 from latentlab.data.splits import training_data
 from latentlab.devices import cpu_name, has_amx
 from latentlab.experiments import EXPERIMENTS
-from latentlab.files import write_json_atomic
+from latentlab.experiments.shared import code_version
+from latentlab.files import save_atomic, write_json_atomic
 from latentlab.metrics.embeddings import (
     embed_all,
     knn_accuracy,
@@ -162,6 +166,19 @@ def machine() -> dict[str, Any]:
             "torch": torch.__version__}
 
 
+def save(run: dict[str, Any], args: argparse.Namespace, path: str) -> None:
+    """The run's encoder as latentlab.load reads it, embedding with test-time flips where
+    validation preferred them, with the benchmark's scores and how it was made inside."""
+    config = config_of(run["method"], run["dataset"], run["seed"], args)
+    saved = checkpoint.read_checkpoint(config.run_dir / f"{run['method']}_model.pth", "model")
+    saved["hparams"]["mirror"] = prefers_flips([run])
+    saved["metrics"] = {**saved["metrics"], **run, "code_version": code_version(),
+                        "real_pixels": "the 5,085 official CIFAR-10 images; their JPEG "
+                                       "twins kept out of training and the kNN bank"}
+    save_atomic(saved, path)
+    print(f"wrote {path}")
+
+
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
     """['supcon.views=1'] -> {'supcon': {'views': 1}}, typed like the Config field."""
     types = {f.name: type(f.default) for f in dataclasses.fields(Config)}
@@ -255,6 +272,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="runs per cell (mean ± std)")
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.OPTION=VALUE",
                         help="change a recipe, e.g. supcon.views=1")
+    parser.add_argument("--save", metavar="PATH",
+                        help="also write the trained encoder here, its scores inside "
+                             "(one method, one dataset, --seeds 1)")
     parser.add_argument("--width", type=int, default=16, help="ResNet width (features: 8x)")
     parser.add_argument("--latent-dim", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -271,6 +291,8 @@ def main() -> None:
                              "images, seed 0 of each CIFAR-10 method, into FOLDER")
     args = parser.parse_args()
     args.set = parse_set(args.set)
+    if args.save and (len(args.methods), len(args.datasets), args.seeds) != (1, 1, 1):
+        parser.error("--save keeps one model: give one --methods, one --datasets, --seeds 1")
     path = Path(args.json)
     runs: list[dict[str, Any]] = (json.loads(path.read_text()).get("runs", [])
                                   if path.is_file() else [])
@@ -283,6 +305,9 @@ def main() -> None:
                 write_json_atomic({"runs": runs}, path)
                 print_table(runs)
     print_table(runs)
+    if args.save:
+        save(next(r for r in runs if same_run(r, args.methods[0], args.datasets[0], 0, args)),
+             args, args.save)
     if args.figures:
         draw_figures(runs, args, Path(args.figures))
 

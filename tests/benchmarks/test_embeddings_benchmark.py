@@ -1,9 +1,18 @@
-"""benchmarks/embeddings.py: the table reports what validation chose."""
+"""benchmarks/embeddings.py: the table reports what validation chose; --save writes an
+encoder that loads."""
 
 import runpy
+import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+import latentlab
+from latentlab.checkpoint import read_checkpoint
+from latentlab.cli import main
+from latentlab.config import Config
+from latentlab.evaluate import evaluate_saved
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "embeddings.py"
 
@@ -51,3 +60,34 @@ def test_figures_say_what_is_missing(bench, monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match="no CIFAR-10 run of these methods"):
         bench["draw_figures"]([run(0, 0.9, 0.91, 0.8, 0.81)], args, tmp_path)  # Fashion-MNIST
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flips", [True, False])
+def test_save_writes_a_loadable_encoder_with_flips_as_validation_chose(
+        bench, tmp_path, monkeypatch, flips):
+    assert main(["train", "supcon", "--dataset", "digits", "--train-limit", "128",
+                 "--test-limit", "64", "--tsne-points", "20", "--batch-size", "64",
+                 "--epochs", "1", "--out", str(tmp_path)]) == 0
+    config = Config(experiment="supcon", dataset="digits", out=str(tmp_path))
+    monkeypatch.setitem(bench["save"].__globals__, "config_of", lambda *_: config)
+    run = {"method": "supcon", "dataset": "cifar10", "seed": 0, "val_knn": 0.5,
+           "val_knn_flips": 0.6 if flips else 0.4, "real_knn": 0.55}
+    bench["save"](run, None, str(tmp_path / "saved.pth"))
+    saved = read_checkpoint(tmp_path / "saved.pth", "model")
+    assert saved["metrics"]["real_knn"] == 0.55 and "code_version" in saved["metrics"]
+    assert saved["metrics"]["knn_accuracy"] > 0  # the run's own scores stay beside them
+    model = latentlab.load(tmp_path / "saved.pth")
+    assert model.mirror is flips
+    z = model.embed(torch.rand(3, 1, 8, 8))
+    assert z.shape == (3, model.hparams()["latent_dim"])
+    row = evaluate_saved(str(tmp_path / "saved.pth"), "digits", test_limit=64)
+    assert 0 <= row["knn_accuracy"] <= 1
+
+
+def test_save_refuses_more_than_one_run(monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--methods", "supcon", "--seeds", "2",
+                                      "--save", "x.pth"])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+    assert stopped.value.code == 2
