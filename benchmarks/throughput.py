@@ -57,6 +57,11 @@ MODELS: dict[str, dict[str, Any]] = {
                                    "latent_dim": 128, "views": 1},
     "supcon, 1 view (resnet-64)": {"experiment": "supcon", "encoder": "resnet", "width": 64,
                                    "latent_dim": 128, "views": 1},
+    # airbench's network: most arithmetic at 1/4 and 1/8 resolution, 4x wider there
+    "supcon, 1 view (airbench-32)": {"experiment": "supcon", "encoder": "airbench",
+                                     "width": 32, "latent_dim": 128, "views": 1},
+    "supcon, 1 view (airbench-64)": {"experiment": "supcon", "encoder": "airbench",
+                                     "width": 64, "latent_dim": 128, "views": 1},
     "simclr (resnet-16)": {"experiment": "simclr", "encoder": "resnet", "width": 16,
                            "latent_dim": 128},
     "separator (unet-32)": {"experiment": "separator", "model": "unet", "width": 32},

@@ -46,8 +46,9 @@ class Config:
     dataset: str = option("cifar10", "cifar10 | fashion-mnist | mnist | digits | folder:PATH")
     data_dir: str | None = option(None, "directory searched first for official dataset files")
     encoder: str = option(
-        "auto", "network family: mlp, conv, resnet or auto (conv for colour, mlp for grey)",
-        used_by=EMBEDDING, choices=("auto", "mlp", "conv", "resnet"),
+        "auto", "network family: mlp, conv, resnet, airbench (contrastive only) or auto "
+        "(conv for colour, mlp for grey)",
+        used_by=EMBEDDING, choices=("auto", "mlp", "conv", "resnet", "airbench"),
     )
     latent_dim: int = option(32, "size of the embedding / latent vector", used_by=EMBEDDING)
     epochs: int = option(10, "passes over the training data")

@@ -8,12 +8,13 @@ import torch
 
 import latentlab
 from latentlab.cli import main
-from latentlab.config import Config
+from latentlab.config import Config, from_dict
 from latentlab.data.pairs import balanced_pairs
+from latentlab.data.splits import training_data
 from latentlab.experiments.contrastive import build
 from latentlab.experiments.shared import augmentation_name
 from latentlab.losses import supcon_loss
-from latentlab.models import ResNetContrastive
+from latentlab.models import AirbenchEncoder, ResNetContrastive
 
 QUICK = ["--dataset", "digits", "--train-limit", "200", "--test-limit", "100",
          "--tsne-points", "40", "--batch-size", "64"]
@@ -169,3 +170,21 @@ def test_encoders_trained_on_mirrored_images_embed_with_test_time_flips():
     flipped.mirror = False  # the average of the plain embeddings of an image and its mirror
     plain_sum = flipped.embed(images) + flipped.embed(images.flip(-1))
     assert torch.allclose(z, torch.nn.functional.normalize(plain_sum, dim=1), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_airbench_supcon_whitens_from_training_images_and_keeps_its_best_epoch(tmp_path):
+    assert main(["train", "supcon", *QUICK, "--encoder", "airbench", "--width", "4",
+                 "--epochs", "3", "--out", str(tmp_path)]) == 0
+    run_dir = tmp_path / "supcon"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    assert all(0 <= h["val_knn"] <= 1 for h in history)  # kNN of each validation batch
+    assert metrics["best_epoch"] == max(history, key=lambda h: h["val_knn"])["epoch"]
+    assert metrics["best_val_knn"] == max(h["val_knn"] for h in history)
+    model = latentlab.load(run_dir / "supcon_model.pth")
+    data = training_data(from_dict(model.config))
+    fitted = AirbenchEncoder(1, width=4)
+    fitted.fit_whitening(model.prepare(data.train_images[:5000], model.input_size()))
+    # the whitening weights are those fitted before training, untouched by it
+    assert torch.allclose(model.backbone[0].whiten.weight, fitted.whiten.weight, atol=1e-4)

@@ -23,13 +23,20 @@ from latentlab.data.pairs import balanced_pairs
 from latentlab.errors import UserError
 from latentlab.experiments import shared
 from latentlab.losses import margin_contrastive_loss, supcon_loss
-from latentlab.metrics.embeddings import pair_distances, pair_metrics
-from latentlab.models import CONTRASTIVE_MODELS, ContrastiveModel, resolve_family
+from latentlab.metrics.embeddings import leave_one_out_knn, pair_distances, pair_metrics
+from latentlab.models import (
+    CONTRASTIVE_MODELS,
+    AirbenchContrastive,
+    ContrastiveModel,
+    resolve_family,
+)
 from latentlab.plots import plot_distance_histograms
-from latentlab.training import Steps, TrainStep
+from latentlab.training import Hooks, Steps, TrainStep
+from latentlab.training.best import BestWeights
 from latentlab.transforms import AUGMENTATIONS, random_crop, simclr_augment
 
 PROJECTION_DIM = 128  # SupCon/SimCLR head output, as in both papers
+WHITENING_IMAGES = 5000  # airbench fits its whitening layer on 5,000 training images
 PAIRS_PER_IMAGE = 4  # pairs read from each embedded batch, per image: more signal per forward pass
 TITLES = {"contrastive": "Margin contrastive", "supcon": "Supervised contrastive (SupCon)",
           "simclr": "SimCLR (no labels)"}
@@ -61,8 +68,9 @@ def training_views(config: Config, augmentation: str,
         raise UserError(f"--crop {config.crop} is larger than the {image_shape[1]}x"
                         f"{image_shape[2]} images; choose a smaller window or 0")
     if resolve_family(CONTRASTIVE_MODELS, config.encoder, image_shape, config.experiment) \
-            != "resnet":
-        raise UserError("--crop needs --encoder resnet, which embeds images of any size")
+            not in ("resnet", "airbench"):
+        raise UserError("--crop needs --encoder resnet or airbench, which embed images of "
+                        "any size")
     if augmentation == "simclr":
         return lambda images: simclr_augment(images, size=(config.crop, config.crop))
     return lambda images: random_crop(augment(images), config.crop)
@@ -97,17 +105,36 @@ def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
     return view_step
 
 
+def make_eval_step(train_step: TrainStep) -> TrainStep:
+    """The loss as in training, and the kNN accuracy of the plain embeddings of each
+    validation image against the rest of its batch: the score that picks the best epoch
+    (the loss of a long run rises again while its embeddings still improve)."""
+    def eval_step(model: ContrastiveModel, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        return {**train_step(model, images, labels), "knn": leave_one_out_knn(model(images),
+                                                                               labels)}
+    return eval_step
+
+
 def run(config: Config, resume: bool = False) -> dict[str, Any]:
     name = config.experiment
     if name not in TITLES:
         raise UserError(f"{name} is not a contrastive method; choose {', '.join(TITLES)}")
     data = shared.load_data(config)
     model = build(config, data.image_shape)
+    if isinstance(model, AirbenchContrastive) and not resume:
+        model.fit_to_data(data.train_images[:WHITENING_IMAGES])
     augmentation = shared.augmentation_name(config, data.image_shape)
     print(f"{TITLES[name]} with {augmentation} augmentation")
     step = make_step(config, training_views(config, augmentation, data.image_shape))
-    result = shared.train(model, shared.job(config, data, resume), Steps(step, step))
+    # the epoch of best validation kNN is kept: with a schedule that ends at the budget
+    # usually the last, but never one the test split chose
+    best = BestWeights(model, config, config.run_dir / f"best_{name}.pth", resume,
+                       key="val_knn")
+    result = shared.train(model, shared.job(config, data, resume),
+                          Steps(step, make_eval_step(step)), Hooks(epoch_end=best))
+    best.restore()
     metrics, _, _ = shared.evaluate_embeddings(model, data, config, name, TITLES[name])
+    metrics.update(best_epoch=best.epoch, best_val_knn=best.score)
     saved = np.load(config.run_dir / "test_embeddings.npz")
     positive, negative = pair_distances(torch.from_numpy(saved["embeddings"]), data.test_labels,
                                         seed=config.seed)

@@ -19,6 +19,7 @@ from latentlab.models.base import (
     resolve_family,
 )
 from latentlab.models.blocks import (
+    AirbenchEncoder,
     BasicResidualBlock,
     ConvDecoder,
     ConvEncoder,
@@ -32,6 +33,7 @@ from latentlab.models.blocks import (
 )
 from latentlab.models.contrastive import (
     CONTRASTIVE_MODELS,
+    AirbenchContrastive,
     ContrastiveModel,
     ConvContrastive,
     MLPContrastive,
@@ -62,7 +64,8 @@ from latentlab.models.vae import (
 )
 
 __all__ = [
-    "AUTOENCODERS", "CONTEXT_REACH", "CONTRASTIVE_MODELS", "CONV_SIZE", "MODELS", "MLPVAE",
+    "AUTOENCODERS", "AirbenchContrastive", "AirbenchEncoder", "CONTEXT_REACH",
+    "CONTRASTIVE_MODELS", "CONV_SIZE", "MODELS", "MLPVAE",
     "SEPARATORS", "VAES", "Autoencoder", "BasicResidualBlock", "CausalConv2d",
     "ContrastiveModel", "ConvAutoencoder", "ConvContrastive", "ConvDecoder", "ConvEncoder",
     "ConvVAE", "ImageModel", "MLPAutoencoder", "MLPContrastive", "MLPDecoder", "MLPEncoder",

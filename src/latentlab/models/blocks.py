@@ -120,6 +120,53 @@ class ResNetEncoder(nn.Module):
 
 
 
+class AirbenchEncoder(nn.Module):
+    """airbench's CIFAR-10 network (Jordan 2024, airbench94), for CPUs: (B, C, H, W) ->
+    (B, 4 * width) pooled features, H, W >= 8.
+
+    A frozen 2x2 whitening convolution (fit_whitening sets it from training patches), then
+    three groups of conv -> max pool -> BN -> GELU -> conv -> BN -> GELU at widths w, 4w, 4w:
+    one convolution at full resolution where ResNet-9 has two, most arithmetic at 1/4 and
+    1/8 of it, convolutions started as the identity (dirac). airbench uses w = 64."""
+
+    def __init__(self, channels: int, width: int = 64, patch: int = 2) -> None:
+        super().__init__()
+        self.out_features = 4 * width
+        self.whiten = nn.Conv2d(channels, 2 * channels * patch ** 2, patch, bias=True)
+        self.whiten.weight.requires_grad = False  # fixed by fit_whitening; its bias trains
+        layers: list[nn.Module] = [nn.GELU()]
+        for c_in, c_out in ((self.whiten.out_channels, width), (width, 4 * width),
+                            (4 * width, 4 * width)):
+            first = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+            second = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+            for conv in (first, second):  # an implicit residual: start as the identity
+                nn.init.dirac_(conv.weight.data[:conv.in_channels])
+            layers += [first, nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.GELU(),
+                       second, nn.BatchNorm2d(c_out), nn.GELU()]
+        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
+        self.net = nn.Sequential(*layers)
+
+    @torch.no_grad()
+    def fit_whitening(self, images: Tensor, eps: float = 5e-4) -> None:
+        """Set the first convolution to whiten the patches of images (N, C, H, W) float:
+        each output channel one principal direction scaled to unit variance, and its
+        negative beside it (the GELU that follows keeps both signs)."""
+        c, (h, w) = images.shape[1], self.whiten.kernel_size
+        patches = images.float().unfold(2, h, 1).unfold(3, w, 1)  # N, C, H', W', h, w
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * h * w)
+        mean = patches.mean(0)
+        centred = patches - mean
+        values, vectors = torch.linalg.eigh(centred.T @ centred / len(centred))
+        scaled = (vectors / (values + eps).sqrt()).T.flip(0)  # largest variance first
+        weight = torch.cat([scaled, -scaled]).reshape(self.whiten.weight.shape)
+        self.whiten.weight.copy_(weight)
+        assert self.whiten.bias is not None
+        self.whiten.bias.copy_(-weight.flatten(1) @ mean)  # centred outputs
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.whiten(x))
+
+
 class BasicResidualBlock(nn.Module):
     """Two 3x3 conv-BN with an identity shortcut (He et al. 2016). identity=True zeroes the
     last BN scale, so the block starts as the identity on non-negative inputs (Goyal et al.

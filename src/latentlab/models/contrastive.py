@@ -3,7 +3,7 @@ head above it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentlab.models.base import CONV_SIZE, ImageModel, family, register
-from latentlab.models.blocks import ConvEncoder, MLPEncoder, ResNetEncoder
+from latentlab.models.blocks import (
+    AirbenchEncoder,
+    ConvEncoder,
+    MLPEncoder,
+    ResNetEncoder,
+)
 
 
 class ContrastiveModel(ImageModel):
@@ -92,17 +97,34 @@ class ConvContrastive(ContrastiveModel):
 class ResNetContrastive(ContrastiveModel):
     """ResNetEncoder features -> linear -> latent_dim: the encoder for the CIFAR benchmark."""
 
+    encoder: type[ResNetEncoder | AirbenchEncoder] = ResNetEncoder
+
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
                  projection_dim: int = 0, width: int = 16, mirror: bool = False) -> None:
         super().__init__(image_shape, mirror, latent_dim=latent_dim,
                          projection_dim=projection_dim, width=width)
-        features = ResNetEncoder(self.image_shape[0], width)
+        features = self.encoder(self.image_shape[0], width)
         self.backbone = nn.Sequential(features, nn.Linear(features.out_features, latent_dim))
         self.build_head(latent_dim, projection_dim)
 
     def input_size(self) -> tuple[int, int]:
         return CONV_SIZE, CONV_SIZE
 
+
+@register("airbench")
+class AirbenchContrastive(ResNetContrastive):
+    """AirbenchEncoder features -> linear -> latent_dim: airbench's network for embeddings."""
+
+    encoder = AirbenchEncoder
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 projection_dim: int = 0, width: int = 64, mirror: bool = False) -> None:
+        super().__init__(image_shape, latent_dim, projection_dim, width, mirror)
+
+    def fit_to_data(self, images: Tensor) -> None:
+        """Before training: the whitening layer from (a few thousand) training images."""
+        whitening = cast(AirbenchEncoder, cast(nn.Sequential, self.backbone)[0])
+        whitening.fit_whitening(self.prepare(images, self.input_size(), checked=False))
 
 
 CONTRASTIVE_MODELS = family(ContrastiveModel)
