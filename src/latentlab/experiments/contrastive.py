@@ -31,8 +31,7 @@ from latentlab.models import (
     resolve_family,
 )
 from latentlab.plots import plot_distance_histograms
-from latentlab.training import Hooks, Steps, TrainStep
-from latentlab.training.best import BestWeights
+from latentlab.training import Steps, TrainStep
 from latentlab.transforms import AUGMENTATIONS, random_crop, simclr_augment
 
 PROJECTION_DIM = 128  # SupCon/SimCLR head output, as in both papers
@@ -107,8 +106,8 @@ def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
 
 def make_eval_step(train_step: TrainStep) -> TrainStep:
     """The loss as in training, and the kNN accuracy of the plain embeddings of each
-    validation image against the rest of its batch: the score that picks the best epoch
-    (the loss of a long run rises again while its embeddings still improve)."""
+    validation image against the rest of its batch: how the embeddings go, epoch by epoch
+    (the loss of a long run rises again while its learning rate runs down)."""
     def eval_step(model: ContrastiveModel, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         return {**train_step(model, images, labels), "knn": leave_one_out_knn(model(images),
                                                                                labels)}
@@ -126,15 +125,9 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     augmentation = shared.augmentation_name(config, data.image_shape)
     print(f"{TITLES[name]} with {augmentation} augmentation")
     step = make_step(config, training_views(config, augmentation, data.image_shape))
-    # the epoch of best validation kNN is kept: with a schedule that ends at the budget
-    # usually the last, but never one the test split chose
-    best = BestWeights(model, config, config.run_dir / f"best_{name}.pth", resume,
-                       key="val_knn")
     result = shared.train(model, shared.job(config, data, resume),
-                          Steps(step, make_eval_step(step)), Hooks(epoch_end=best))
-    best.restore()
+                          Steps(step, make_eval_step(step)))
     metrics, _, _ = shared.evaluate_embeddings(model, data, config, name, TITLES[name])
-    metrics.update(best_epoch=best.epoch, best_val_knn=best.score)
     saved = np.load(config.run_dir / "test_embeddings.npz")
     positive, negative = pair_distances(torch.from_numpy(saved["embeddings"]), data.test_labels,
                                         seed=config.seed)
