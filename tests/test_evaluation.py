@@ -7,7 +7,6 @@ from latentlab.metrics.embeddings import (
     class_distances,
     embedding_metrics,
     knn_accuracy,
-    leave_one_out_knn,
     linear_probe_accuracy,
     one_per_class,
 )
@@ -46,20 +45,6 @@ def test_knn_uses_cosine_distance() -> None:
     # (1, 0.1) lies along (1, 0) [class 0]; the dot product would pick long (10, 10) [class 1]
     train = torch.tensor([[1.0, 0.0], [10.0, 10.0]])
     assert knn_accuracy(train, labels, torch.tensor([[1.0, 0.1]]), torch.tensor([0]), k=1) == 1.0
-
-
-def test_leave_one_out_knn_votes_among_the_other_images_of_the_batch() -> None:
-    generator = torch.Generator().manual_seed(0)
-    z = torch.nn.functional.normalize(torch.randn(40, 6, generator=generator), dim=1)
-    labels = torch.randint(0, 3, (40,), generator=generator)
-    # the same as a kNN with every other image of the batch as the bank, one image at a time
-    by_hand = sum(knn_accuracy(z[torch.arange(40) != i], labels[torch.arange(40) != i],
-                               z[i: i + 1], labels[i: i + 1], k=5) for i in range(40)) / 40
-    assert float(leave_one_out_knn(z, labels, k=5)) == pytest.approx(by_hand)
-    points, point_labels = clusters(10, 0)  # its own point is never its neighbour
-    wrong = point_labels.clone()
-    wrong[0] = 1
-    assert float(leave_one_out_knn(points, wrong, k=3)) == pytest.approx(29 / 30)
 
 
 def test_class_distances_on_a_known_layout() -> None:

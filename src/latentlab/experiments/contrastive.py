@@ -23,7 +23,7 @@ from latentlab.data.pairs import balanced_pairs
 from latentlab.errors import UserError
 from latentlab.experiments import shared
 from latentlab.losses import margin_contrastive_loss, supcon_loss
-from latentlab.metrics.embeddings import leave_one_out_knn, pair_distances, pair_metrics
+from latentlab.metrics.embeddings import pair_distances, pair_metrics
 from latentlab.models import (
     CONTRASTIVE_MODELS,
     AirbenchContrastive,
@@ -104,14 +104,11 @@ def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
     return view_step
 
 
-def make_eval_step(train_step: TrainStep) -> TrainStep:
-    """The loss as in training, and the kNN accuracy of the plain embeddings of each
-    validation image against the rest of its batch: how the embeddings go, epoch by epoch
-    (the loss of a long run rises again while its learning rate runs down)."""
-    def eval_step(model: ContrastiveModel, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        return {**train_step(model, images, labels), "knn": leave_one_out_knn(model(images),
-                                                                               labels)}
-    return eval_step
+def whitening_sample(images: Tensor, seed: int) -> Tensor:
+    """WHITENING_IMAGES of the training images drawn at random (all where there are fewer):
+    not the first ones, since a folder dataset lists its images class by class."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return images[order[:WHITENING_IMAGES]]
 
 
 def run(config: Config, resume: bool = False) -> dict[str, Any]:
@@ -121,12 +118,11 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     data = shared.load_data(config)
     model = build(config, data.image_shape)
     if isinstance(model, AirbenchContrastive) and not resume:
-        model.fit_to_data(data.train_images[:WHITENING_IMAGES])
+        model.fit_to_data(whitening_sample(data.train_images, config.seed))
     augmentation = shared.augmentation_name(config, data.image_shape)
     print(f"{TITLES[name]} with {augmentation} augmentation")
     step = make_step(config, training_views(config, augmentation, data.image_shape))
-    result = shared.train(model, shared.job(config, data, resume),
-                          Steps(step, make_eval_step(step)))
+    result = shared.train(model, shared.job(config, data, resume), Steps(step, step))
     metrics, _, _ = shared.evaluate_embeddings(model, data, config, name, TITLES[name])
     saved = np.load(config.run_dir / "test_embeddings.npz")
     positive, negative = pair_distances(torch.from_numpy(saved["embeddings"]), data.test_labels,

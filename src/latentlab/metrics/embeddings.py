@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -33,17 +32,6 @@ def knn_accuracy(train: Tensor, train_labels: Tensor, test: Tensor, test_labels:
     knn = KNeighborsClassifier(n_neighbors=min(k, len(train)), metric="cosine", algorithm="brute")
     knn.fit(train.numpy(), train_labels.numpy())
     return float((knn.predict(test.numpy()) == test_labels.numpy()).mean())
-
-
-def leave_one_out_knn(embeddings: Tensor, labels: Tensor, k: int = 20) -> Tensor:
-    """kNN accuracy (cosine) of each image against the others of its batch: a validation
-    score cheap enough for every epoch. embeddings (N, D) L2-normalised -> 0-d tensor."""
-    z = embeddings.float()
-    similarity = z @ z.T
-    similarity.fill_diagonal_(-float("inf"))  # an image is not its own neighbour
-    nearest = similarity.topk(min(k, len(z) - 1), dim=1).indices
-    votes = F.one_hot(labels[nearest], int(labels.max()) + 1).sum(dim=1)
-    return (votes.argmax(dim=1) == labels).float().mean()
 
 
 def linear_probe_accuracy(train: Tensor, train_labels: Tensor, test: Tensor,
