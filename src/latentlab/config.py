@@ -110,6 +110,9 @@ class Config:
                        "augmentation its random resized crop made at that size; 24x24 costs "
                        "about 60%% of 32x32, so a time budget buys more epochs; embeddings "
                        "are always of whole images; 0: whole images", used_by=CONTRASTIVE)
+    crop_until: float = option(1.0, "with --crop, the part of the schedule (0 to 1] trained "
+                               "on those views, whole images after it (progressive resizing); "
+                               "1: the whole run", used_by=CONTRASTIVE)
     # variational autoencoder
     beta: float = option(1.0, "weight of the KL term", used_by=("vae", "separator"))
     kl_warmup_epochs: float = option(0.0, "epochs over which the KL weight ramps up from 0",
@@ -172,6 +175,11 @@ class Config:
                 raise UserError(f"--{dashed(name)} must be 0 or more, not {getattr(self, name)}")
         if self.crop != 0 and self.crop < 8:
             raise UserError(f"--crop must be 0 (whole images) or 8 or more, not {self.crop}")
+        if not 0 < self.crop_until <= 1:
+            raise UserError(f"--crop-until must be a part of the schedule in (0, 1], "
+                            f"not {self.crop_until}")
+        if self.crop_until < 1 and not self.crop:
+            raise UserError("--crop-until needs --crop: the size of the early epochs' views")
         for name in ("bottleneck_blocks", "class_weight"):
             if getattr(self, name) and self.model != "unet":
                 raise UserError(f"--{dashed(name)} is for --model unet, not {self.model}")

@@ -126,6 +126,22 @@ def test_one_view_supcon_embeds_each_image_once_and_simclr_refuses_it(tmp_path, 
     assert "--views 1 needs labels" in capsys.readouterr().err
 
 
+def test_crop_until_trains_on_windows_early_and_whole_images_after(tmp_path, capsys):
+    from latentlab.experiments.contrastive import training_views
+
+    config = Config(experiment="supcon", encoder="resnet", crop=10, crop_until=0.5)
+    views = training_views(config, "flips", (3, 16, 16))
+    views.at(0.49)
+    assert views(torch.rand(6, 3, 16, 16)).shape == (6, 3, 10, 10)
+    views.at(0.5)
+    assert views(torch.rand(6, 3, 16, 16)).shape == (6, 3, 16, 16)
+    assert views.settles_at == 0.5  # the loop's time budget waits for the switch
+    config = Config(experiment="supcon", encoder="resnet", crop=10)
+    assert training_views(config, "flips", (3, 16, 16)).settles_at == 0.0  # one pace throughout
+    assert main(["train", "supcon", *QUICK, "--crop-until", "0.5", "--out", str(tmp_path)]) == 2
+    assert "--crop-until needs --crop" in capsys.readouterr().err
+
+
 def test_crop_trains_on_windows_and_refuses_what_cannot_work(tmp_path, capsys, monkeypatch):
     from latentlab.experiments.contrastive import make_step, training_views
 

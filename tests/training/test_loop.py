@@ -15,7 +15,7 @@ from latentlab.experiments.autoencoder import build, reconstruction_step
 from latentlab.files import save_atomic
 from latentlab.models import ConvAutoencoder
 from latentlab.training import Hooks, Interrupted, Job, Steps, fit, learning_rate
-from latentlab.training.schedule import progress
+from latentlab.training.schedule import progress, steps_in_budget
 
 
 def tiny_config(tmp_path: Path, **overrides: object) -> Config:
@@ -169,6 +169,33 @@ def test_progress_follows_the_steps_or_a_time_budget_that_runs_out_sooner() -> N
     assert progress(0, 0, 4, 3, elapsed=100.0) == 0.0  # no budget: time plays no part
     # the budget as a step count: the clock plays no part
     assert progress(1, 2, 4, 3, elapsed=1e6, budget=60.0, budget_steps=8) == 0.75
+    # from the (steps, progress) where the budget became steps, on in a line to 1
+    anchored = dict(budget=60.0, budget_steps=20, budget_from=(8, 0.6))  # 40 steps planned
+    assert progress(2, 0, 4, 10, **anchored) == pytest.approx(0.6)  # type: ignore[arg-type]
+    assert progress(3, 2, 4, 10, **anchored) == pytest.approx(0.8)  # type: ignore[arg-type]
+    assert progress(5, 0, 4, 10, **anchored) == pytest.approx(1.0)  # type: ignore[arg-type]
+
+
+def test_the_budget_in_steps_is_the_steps_done_and_the_rest_of_the_time_at_the_pace() -> None:
+    assert steps_in_budget(60.0, 20.0, 10, pace=0.5) == 30
+    assert steps_in_budget(60.0, 70.0, 10, pace=0.5) == 10  # over budget: no more steps
+
+
+def test_a_time_budget_becomes_steps_after_the_first_epoch_at_the_settled_pace(
+        tmp_path: Path) -> None:
+    """A step that changes its cost halfway (progressive resizing) must not have its
+    early, cheaper epochs set the pace for the rest of the budget."""
+    config = tiny_config(tmp_path, epochs=4, time_budget=10.0)  # far more than 4 tiny epochs
+    data = load_dataset("digits").limit(256, 64)  # 4 steps an epoch
+    seen: list[float] = []
+    steps = Steps(reconstruction_step, reconstruction_step, on_progress=seen.append,
+                  settles_at=0.5)
+    fit(build(config, data.image_shape), job(config, data, tmp_path / "c.pth"), steps)
+    assert seen == pytest.approx([i / 16 for i in range(16)], abs=1e-3)  # before each step
+    saved = torch.load(tmp_path / "c.pth", weights_only=True)
+    # epochs 1 and 2 began before 0.5; epoch 3 began at it, so the budget became steps after it
+    assert saved["budget_from"] == [12, 0.75]
+    assert saved["budget_steps"] > 16
 
 
 def test_ema_keeps_and_scores_the_moving_average_of_the_weights(tmp_path: Path) -> None:

@@ -55,14 +55,34 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> ContrastiveModel
                                        projection_dim=projection_dim, **options)
 
 
-def training_views(config: Config, augmentation: str,
-                   image_shape: tuple[int, int, int]) -> Callable[[Tensor], Tensor]:
+class Views:
+    """The training views: `small` ones while the schedule's progress is short of `until`,
+    then `whole` ones (progressive resizing: cheap early epochs, the last at full size)."""
+
+    def __init__(self, whole: Callable[[Tensor], Tensor], small: Callable[[Tensor], Tensor],
+                 until: float) -> None:
+        self.whole, self.small, self.until, self.progress = whole, small, until, 0.0
+
+    def at(self, progress: float) -> None:
+        self.progress = progress
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return (self.small if self.progress < self.until else self.whole)(images)
+
+    @property
+    def settles_at(self) -> float:
+        """Where a step's cost stops changing: the switch, if the run has one."""
+        return self.until if self.until < 1 else 0.0
+
+
+def training_views(config: Config, augmentation: str, image_shape: tuple[int, int, int]) -> Views:
     """The augmentation, then with --crop a random window of each view (SimCLR's random
-    resized crop is made at that size instead): fewer pixels per step, so more epochs in a
-    time budget; the encoder pools globally, so it still embeds whole images."""
+    resized crop is made at that size instead) for the first --crop-until of the schedule:
+    fewer pixels per step, so more epochs in a time budget; the encoder pools globally, so
+    it still embeds whole images."""
     augment = AUGMENTATIONS[augmentation]
     if not config.crop:
-        return augment
+        return Views(augment, augment, until=0.0)
     if config.crop > min(image_shape[1:]):
         raise UserError(f"--crop {config.crop} is larger than the {image_shape[1]}x"
                         f"{image_shape[2]} images; choose a smaller window or 0")
@@ -70,9 +90,11 @@ def training_views(config: Config, augmentation: str,
             not in ("resnet", "airbench"):
         raise UserError("--crop needs --encoder resnet or airbench, which embed images of "
                         "any size")
+    size = config.crop
     if augmentation == "simclr":
-        return lambda images: simclr_augment(images, size=(config.crop, config.crop))
-    return lambda images: random_crop(augment(images), config.crop)
+        return Views(augment, lambda images: simclr_augment(images, size=(size, size)),
+                     config.crop_until)
+    return Views(augment, lambda images: random_crop(augment(images), size), config.crop_until)
 
 
 def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
@@ -121,8 +143,10 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
         model.fit_to_data(whitening_sample(data.train_images, config.seed))
     augmentation = shared.augmentation_name(config, data.image_shape)
     print(f"{TITLES[name]} with {augmentation} augmentation")
-    step = make_step(config, training_views(config, augmentation, data.image_shape))
-    result = shared.train(model, shared.job(config, data, resume), Steps(step, step))
+    views = training_views(config, augmentation, data.image_shape)
+    step = make_step(config, views)
+    result = shared.train(model, shared.job(config, data, resume),
+                          Steps(step, step, views.at, views.settles_at))
     metrics, _, _ = shared.evaluate_embeddings(model, data, config, name, TITLES[name])
     saved = np.load(config.run_dir / "test_embeddings.npz")
     positive, negative = pair_distances(torch.from_numpy(saved["embeddings"]), data.test_labels,

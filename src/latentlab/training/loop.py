@@ -96,10 +96,15 @@ class Job:
 @dataclass
 class Steps:
     """train(model, images, labels) -> {"loss", ...}; eval, the same, averaged over the
-    validation split."""
+    validation split. on_progress(progress), when given, is told the schedule's progress
+    (0 to 1) before each training step: a step whose cost changes with it (progressive
+    resizing) says from which progress on its cost stays put, `settles_at`: a time budget
+    becomes a step count only after the first whole epoch from there."""
 
     train: TrainStep
     eval: EvalStep
+    on_progress: Callable[[float], None] | None = None
+    settles_at: float = 0.0
 
 
 @dataclass
@@ -130,6 +135,7 @@ class Loop:
     checkpoint_path: Path
     n_steps: int  # per epoch
     budget: float | None  # --time-budget in seconds
+    steps: Steps
 
     def save(self) -> None:
         if self.main:
@@ -154,7 +160,7 @@ class EpochLog:
         return time.perf_counter() - self.started
 
 
-def start(model: ImageModel, job: Job, train_step: TrainStep) -> Loop:
+def start(model: ImageModel, job: Job, steps: Steps) -> Loop:
     """Join the process group, put model and (on a GPU) data on the device, build the state."""
     config, train, val = job.config, job.train, job.val
     device = distributed.setup(config.device)
@@ -164,12 +170,12 @@ def start(model: ImageModel, job: Job, train_step: TrainStep) -> Loop:
         train = (train[0].to(device), train[1].to(device))
         val = (val[0].to(device), val[1].to(device))
         torch.backends.cudnn.benchmark = True  # batches have one shape: time the conv kernels once
-    runner = distributed.wrap(model, train_step, device)
+    runner = distributed.wrap(model, steps.train, device)
     if config.compile == "on":
         runner = torch.compile(runner)
     return Loop(config, device, distributed.is_main(), TrainState.create(model, config), runner,
                 use_bf16(config.precision, device), *train, *val, job.checkpoint,
-                steps_per_epoch(len(train[1]), config.batch_size), budget_seconds(config))
+                steps_per_epoch(len(train[1]), config.batch_size), budget_seconds(config), steps)
 
 
 def fit(model: ImageModel, job: Job, steps: Steps, hooks: Hooks | None = None) -> TrainResult:
@@ -180,7 +186,7 @@ def fit(model: ImageModel, job: Job, steps: Steps, hooks: Hooks | None = None) -
     calls hooks.epoch_end, and what follows training is its work alone (is_main())."""
     hooks = hooks or Hooks()
     config = job.config
-    run = start(model, job, steps.train)
+    run = start(model, job, steps)
     state, result = run.state, run.state.result
     if job.resume and job.checkpoint.is_file():
         state.resume(job.checkpoint, config, run.device, run.main)
@@ -249,9 +255,11 @@ def train_epoch(run: Loop, order: Tensor, stop: StopFlag) -> tuple[EpochLog, flo
                               state.step):
         done = progress(state.epoch, step, run.n_steps, config.epochs,
                         state.result.train_seconds + log.seconds(), run.budget,
-                        state.budget_steps)
+                        state.budget_steps, state.budget_from)
         if run.budget and not state.budget_steps:  # every process must follow one schedule
             [done] = distributed.max_over_processes([done], run.device)
+        if run.steps.on_progress is not None:
+            run.steps.on_progress(done)
         logs, n = train_step(run, x, y, learning_rate(config, done))
         log.add(logs, n)
         if run.device.type == "cpu" or step % 50 == 0:
@@ -324,12 +332,27 @@ def end_epoch(run: Loop, log: EpochLog, seconds: float, eval_step: EvalStep) -> 
               f"{record['images_per_second']:.0f} img/s", flush=True)
     state.epoch, state.step, state.partial = state.epoch + 1, 0, empty_partial()
     if run.budget and state.budget_steps is None and not state.result.stopped_early:
-        # from here on the budget is a step count: resume follows the same schedule exactly
-        steps = steps_in_budget(run.budget, state.result.train_seconds, state.epoch * run.n_steps)
-        [most] = distributed.max_over_processes([float(steps)], run.device)
-        state.budget_steps = int(most)
+        # the progress this epoch began at: a whole epoch at the settled pace is needed
+        began = progress(state.epoch - 1, 0, run.n_steps, run.config.epochs,
+                         state.result.train_seconds - seconds, run.budget)
+        [began] = distributed.max_over_processes([began], run.device)
+        if began >= run.steps.settles_at:
+            budget_to_steps(run, seconds)
     state.epoch_generator_state = state.order_generator.get_state()
     return record
+
+
+def budget_to_steps(run: Loop, seconds: float) -> None:
+    """From here on the time budget is a step count, at the pace of the epoch just done
+    (`seconds`): a resumed run follows the same schedule exactly, however busy the machine."""
+    state = run.state
+    done = state.epoch * run.n_steps
+    at = progress(state.epoch, 0, run.n_steps, run.config.epochs, state.result.train_seconds,
+                  run.budget)
+    steps = steps_in_budget(cast(float, run.budget), state.result.train_seconds, done,
+                            run.n_steps / max(seconds, 1e-9))
+    [most, at] = distributed.max_over_processes([float(steps), at], run.device)
+    state.budget_steps, state.budget_from = int(most), (done, at)
 
 
 @torch.no_grad()

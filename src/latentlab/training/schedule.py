@@ -44,21 +44,25 @@ def budget_seconds(config: Config) -> float | None:
 
 
 def progress(epoch: int, step: int, n_steps: int, epochs: int, elapsed: float = 0.0,
-             budget: float | None = None, budget_steps: int | None = None) -> float:
+             budget: float | None = None, budget_steps: int | None = None,
+             budget_from: tuple[int, float] = (0, 0.0)) -> float:
     """How far the schedule is, 0 to 1: by steps, or by the time budget when it runs out
     sooner (the schedule then finishes within it). Once the budget has been turned into a
-    step count (budget_steps, after the first epoch), steps alone decide, so a resumed run
-    follows the schedule an uninterrupted one did."""
+    step count (budget_steps, when the pace has settled), steps alone decide, so a resumed
+    run follows the schedule an uninterrupted one did: from budget_from, the (steps,
+    progress) of that moment, on in a straight line to 1 at budget_steps."""
     done = epoch * n_steps + step
     by_steps = done / (epochs * n_steps)
     if budget_steps:
-        return max(by_steps, done / budget_steps)
+        start, at = budget_from
+        return max(by_steps, at + (1 - at) * (done - start) / max(budget_steps - start, 1))
     return max(by_steps, elapsed / budget) if budget else by_steps
 
 
-def steps_in_budget(budget: float, seconds: float, steps: int) -> int:
-    """The steps a time budget (seconds) buys at the pace of `steps` steps in `seconds`."""
-    return max(steps, round(budget * steps / max(seconds, 1e-9)))
+def steps_in_budget(budget: float, elapsed: float, done: int, pace: float) -> int:
+    """The step count at which a time budget (seconds) runs out: `done` steps taken in
+    `elapsed` seconds, the rest at `pace` steps a second."""
+    return max(done, done + round((budget - elapsed) * pace))
 
 
 class KLWarmup:

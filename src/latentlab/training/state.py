@@ -46,7 +46,8 @@ class TrainState:
     epoch_generator_state: Tensor  # order_generator's state when this epoch began
     epoch: int = 0  # epochs done
     step: int = 0  # steps done in this epoch
-    budget_steps: int | None = None  # --time-budget as a step count, from the first epoch
+    budget_steps: int | None = None  # --time-budget as a step count, once the pace settles
+    budget_from: tuple[int, float] = (0, 0.0)  # (steps, progress) when it became one
     result: TrainResult = field(default_factory=TrainResult)
     partial: dict[str, Any] = field(default_factory=empty_partial)
 
@@ -70,6 +71,7 @@ class TrainState:
             "model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": self.epoch, "step": self.step, "budget_steps": self.budget_steps,
+            "budget_from": list(self.budget_from),
             "epoch_generator_state": self.epoch_generator_state,
             "torch_rng_state": torch.get_rng_state(),
             "cuda_rng_state": torch.cuda.get_rng_state() if device.type == "cuda" else None,
@@ -92,6 +94,8 @@ class TrainState:
             self.ema.load_state_dict(saved["ema"])
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.budget_steps = saved.get("budget_steps")
+        steps, at = saved.get("budget_from", (0, 0.0))
+        self.budget_from = (int(steps), float(at))
         self.epoch_generator_state = saved["epoch_generator_state"]
         self.result.history = saved["history"]
         self.result.train_seconds = saved["train_seconds"]
