@@ -105,8 +105,8 @@ class Config:
         choices=("auto", "none", "flips", "light", "shifts", "simclr"))
     width: int = option(0, "channels of the first conv layer (0: the model's own default)",
                         used_by=CONTRASTIVE + ("separator",))
-    crop: int = option(0, "train on views of crop x crop pixels (resnet encoder only; 8 or "
-                       "more): a random window of each augmented view, or with simclr "
+    crop: int = option(0, "train on views of crop x crop pixels (resnet or airbench encoder; "
+                       "8 or more): a random window of each augmented view, or with simclr "
                        "augmentation its random resized crop made at that size; 24x24 costs "
                        "about 60%% of 32x32, so a time budget buys more epochs; embeddings "
                        "are always of whole images; 0: whole images", used_by=CONTRASTIVE)

@@ -123,8 +123,8 @@ class AirbenchContrastive(ResNetContrastive):
 
     def fit_to_data(self, images: Tensor) -> None:
         """Before training: the whitening layer from (a few thousand) training images."""
-        whitening = cast(AirbenchEncoder, cast(nn.Sequential, self.backbone)[0])
-        whitening.fit_whitening(self.prepare(images, self.input_size(), checked=False))
+        encoder = cast(AirbenchEncoder, cast(nn.Sequential, self.backbone)[0])
+        encoder.fit_whitening(self.prepare(images, self.input_size(), checked=False))
 
 
 CONTRASTIVE_MODELS = family(ContrastiveModel)
