@@ -163,7 +163,7 @@ def machine() -> dict[str, Any]:
     return {"processor": cpu_name(), "amx": has_amx(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "torch": torch.__version__}
+            "torch": str(torch.__version__)}
 
 
 def save(run: dict[str, Any], args: argparse.Namespace, path: str) -> None:

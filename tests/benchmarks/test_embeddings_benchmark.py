@@ -72,7 +72,8 @@ def test_save_writes_a_loadable_encoder_with_flips_as_validation_chose(
     config = Config(experiment="supcon", dataset="digits", out=str(tmp_path))
     monkeypatch.setitem(bench["save"].__globals__, "config_of", lambda *_: config)
     run = {"method": "supcon", "dataset": "cifar10", "seed": 0, "val_knn": 0.5,
-           "val_knn_flips": 0.6 if flips else 0.4, "real_knn": 0.55}
+           "val_knn_flips": 0.6 if flips else 0.4, "real_knn": 0.55,
+           "machine": bench["machine"]()}  # torch's version string must load safely too
     bench["save"](run, None, str(tmp_path / "saved.pth"))
     saved = read_checkpoint(tmp_path / "saved.pth", "model")
     assert saved["metrics"]["real_knn"] == 0.55 and "code_version" in saved["metrics"]
