@@ -1,6 +1,6 @@
-"""The trained models that ship in pretrained/ (a separator, a VAE): they load, keep their
-promises on real pixels they never saw, and the README quotes the scores their own files
-record."""
+"""The trained models that ship in pretrained/ (a separator, a VAE, a SupCon encoder): they
+load, keep their promises on real pixels they never saw, and the README quotes the scores
+their own files record."""
 
 import re
 from pathlib import Path
@@ -14,13 +14,15 @@ import latentlab
 from latentlab.checkpoint import read_checkpoint
 from latentlab.cli import main
 from latentlab.data import load_dataset
+from latentlab.metrics.embeddings import embed_all, embedding_metrics
 from latentlab.metrics.images import separation_scores
 from latentlab.metrics.likelihood import elbo_metrics
-from latentlab.models import Separator
+from latentlab.models import ContrastiveModel, Separator
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "pretrained" / "cifar10_unet_separator.pth"
 VAE = ROOT / "pretrained" / "cifar10_vae.pth"
+SUPCON = ROOT / "pretrained" / "cifar10_supcon.pth"
 OFFICIAL = (ROOT / "../shared/datasets/cifar10-official-5k.zip").resolve()
 
 
@@ -107,6 +109,7 @@ def test_the_readme_quotes_the_bits_per_dim_and_time_the_vae_file_records():
     metrics = read_checkpoint(VAE, "model")["metrics"]
     section = readme_section()
     section = section[section.index("pretrained/cifar10_vae.pth`"):]
+    section = section[:section.index("pretrained/cifar10_supcon.pth`")]
     assert f"{metrics['test_bits_per_dim']:.2f} bits/dim" in section
     assert f"{metrics['jpeg_twins_bits_per_dim']:.2f}" in section
     minutes = re.search(r"(\d+)\s+minutes", section)
@@ -131,3 +134,61 @@ def test_the_embed_command_takes_the_vae(tmp_path):
     vectors = [np.load(path) for path in (tmp_path / "out").glob("*.npy")]
     assert any(v.shape == (2, read_checkpoint(VAE, "model")["hparams"]["latent_dim"])
                for v in vectors)
+
+
+@pytest.fixture(scope="module")
+def supcon():
+    return latentlab.load(SUPCON)
+
+
+def test_the_supcon_encoder_embeds_cifar10_images_on_the_unit_sphere(supcon):
+    assert isinstance(supcon, ContrastiveModel) and supcon.image_shape == (3, 32, 32)
+    z = supcon.embed(torch.rand(3, 3, 32, 32))
+    assert tuple(z.shape) == (3, read_checkpoint(SUPCON, "model")["hparams"]["latent_dim"])
+    assert torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-4)
+    assert SUPCON.stat().st_size <= 20 * 2**20  # the issue's bound on a shipped model
+
+
+def test_its_file_records_the_twins_it_left_out_and_its_real_pixel_scores():
+    saved = read_checkpoint(SUPCON, "model")
+    config, metrics = saved["config"], saved["metrics"]
+    assert config["exclude"].endswith("cifar10-official-5k-jpeg-twins.txt")
+    assert config["dataset"].endswith("cifar10-jpeg.zip")
+    flips = "_flips" if saved["hparams"]["mirror"] else ""
+    assert metrics[f"real_knn{flips}"] > metrics[f"test_knn{flips}"] - 0.05 > 0.5
+
+
+def test_the_readme_quotes_the_knn_and_time_the_supcon_file_records():
+    saved = read_checkpoint(SUPCON, "model")
+    metrics, flips = saved["metrics"], "_flips" if saved["hparams"]["mirror"] else ""
+    section = readme_section()
+    section = section[section.index("pretrained/cifar10_supcon.pth`"):]
+    assert f"kNN {metrics[f'real_knn{flips}']:.3f}" in section
+    assert f"probe {metrics[f'real_linear_probe{flips}']:.3f}" in section
+    minutes = re.search(r"(\d+)\s+minutes", section)
+    assert minutes and abs(int(minutes.group(1)) - metrics["train_seconds"] / 60) < 1
+
+
+@pytest.mark.skipif(not OFFICIAL.is_file(),
+                    reason="needs ../shared/datasets/cifar10-official-5k.zip")
+def test_the_supcon_encoder_sorts_official_pixels_by_class(supcon):
+    data = load_dataset(f"folder:{OFFICIAL}", seed=0)
+    pick = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
+    images, labels = data.train_images[pick[:1000]], data.train_labels[pick[:1000]]
+    z = embed_all(supcon, images)
+    scores = embedding_metrics(z[:800], labels[:800], z[800:], labels[800:], seed=0)
+    assert scores["knn_accuracy"] > 0.8  # chance: 0.1; a bank of 800 official images
+
+
+def test_the_evaluate_command_scores_the_supcon_encoder(tmp_path, capsys):
+    # shades of red and of blue, 25 of each in the bank: more than k=20 of each
+    for name, colour in (("red", (200, 30, 30)), ("blue", (20, 40, 200))):
+        for split, count in (("train", 25), ("test", 3)):
+            (tmp_path / "images" / split / name).mkdir(parents=True)
+            for i in range(count):
+                shade = tuple(c + 2 * i for c in colour)
+                Image.new("RGB", (32, 32), shade).save(
+                    tmp_path / "images" / split / name / f"{i}.png")
+    assert main(["evaluate", str(SUPCON), "--dataset", f"folder:{tmp_path / 'images'}"]) == 0
+    knn = re.search(r"kNN accuracy ([\d.]+)", capsys.readouterr().out)
+    assert knn and float(knn.group(1)) == 1.0
