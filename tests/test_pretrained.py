@@ -42,21 +42,28 @@ def test_it_is_a_cifar10_separator_whose_outputs_average_to_the_mixture(model):
 
 def test_the_readme_quotes_the_score_and_training_time_the_file_records():
     metrics = read_checkpoint(MODEL, "model")["metrics"]
-    section = readme_section()
-    section = section[:section.index("pretrained/cifar10_vae.pth`")]
+    section = readme_paragraph(MODEL)
     assert f"{metrics['test_psnr']:.2f} dB" in section
     assert f"{metrics['test_ssim']:.3f}" in section
     assert f"{metrics['shortcut_ratio']:.2f}" in section
     assert f"{metrics['jpeg_twins']['test_psnr']:.2f} dB" in section
-    minutes = re.search(r"(\d+)\s+minutes", section)  # the line may break between
     earlier = metrics.get("initialised_from", {}).get("train_seconds", 0.0)
-    assert minutes and abs(int(minutes.group(1)) - (earlier + metrics["train_seconds"]) / 60) < 1
+    assert_quotes_minutes(section, earlier + metrics["train_seconds"])
 
 
-def readme_section() -> str:
+def readme_paragraph(model: Path) -> str:
+    """The README's words on one shipped model: from its name to the next model's."""
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Trained models"):]
-    return section[:section.index("\n## ", 1)]
+    section = section[:section.index("\n## ", 1)]
+    section = section[section.index(f"`pretrained/{model.name}`"):]
+    end = section.find("`pretrained/", 1)
+    return section if end < 0 else section[:end]
+
+
+def assert_quotes_minutes(paragraph: str, seconds: float) -> None:
+    minutes = re.search(r"(\d+)\s+minutes", paragraph)  # the line may break between
+    assert minutes and abs(int(minutes.group(1)) - seconds / 60) < 1
 
 
 def test_the_separate_command_takes_it(tmp_path, capsys):
@@ -107,13 +114,10 @@ def test_the_vae_embeds_and_samples_cifar10_images(vae):
 
 def test_the_readme_quotes_the_bits_per_dim_and_time_the_vae_file_records():
     metrics = read_checkpoint(VAE, "model")["metrics"]
-    section = readme_section()
-    section = section[section.index("pretrained/cifar10_vae.pth`"):]
-    section = section[:section.index("pretrained/cifar10_supcon.pth`")]
+    section = readme_paragraph(VAE)
     assert f"{metrics['test_bits_per_dim']:.2f} bits/dim" in section
     assert f"{metrics['jpeg_twins_bits_per_dim']:.2f}" in section
-    minutes = re.search(r"(\d+)\s+minutes", section)
-    assert minutes and abs(int(minutes.group(1)) - metrics["train_seconds"] / 60) < 1
+    assert_quotes_minutes(section, metrics["train_seconds"])
 
 
 @pytest.mark.skipif(not OFFICIAL.is_file(),
@@ -161,12 +165,10 @@ def test_its_file_records_the_twins_it_left_out_and_its_real_pixel_scores():
 def test_the_readme_quotes_the_knn_and_time_the_supcon_file_records():
     saved = read_checkpoint(SUPCON, "model")
     metrics, flips = saved["metrics"], "_flips" if saved["hparams"]["mirror"] else ""
-    section = readme_section()
-    section = section[section.index("pretrained/cifar10_supcon.pth`"):]
+    section = readme_paragraph(SUPCON)
     assert f"kNN {metrics[f'real_knn{flips}']:.3f}" in section
     assert f"probe {metrics[f'real_linear_probe{flips}']:.3f}" in section
-    minutes = re.search(r"(\d+)\s+minutes", section)
-    assert minutes and abs(int(minutes.group(1)) - metrics["train_seconds"] / 60) < 1
+    assert_quotes_minutes(section, metrics["train_seconds"])
 
 
 @pytest.mark.skipif(not OFFICIAL.is_file(),
