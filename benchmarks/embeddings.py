@@ -12,6 +12,9 @@ with its mirror image's); the table shows whichever the validation split prefers
 `--save PATH` (one method, dataset and seed) also writes the trained encoder there, test-time
 flips as validation chose and every score inside: how pretrained/ encoders are made.
 
+`--validation-only` scores nothing but the kept epoch's validation kNN (against 5,000
+training images, as training chose the epoch): how shapes and settings are compared.
+
 Runs are kept in the JSON file as they finish (--json) and a run already there with the same
 settings is not run again, so an interrupted benchmark continues where it stopped. Prints a
 table (mean ± std over seeds); run folders go under benchmarks/runs/."""
@@ -103,7 +106,10 @@ def official_images() -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
 
 
 def prefers_flips(group: list[dict[str, Any]]) -> bool:
-    """Test-time flips or not: whichever the validation split prefers, on average."""
+    """Test-time flips or not: whichever the validation split prefers, on average (no
+    where only the kept epoch's validation kNN was scored)."""
+    if any("val_knn_flips" not in r for r in group):
+        return False
     return statistics.mean(r["val_knn_flips"] for r in group) > statistics.mean(
         r["val_knn"] for r in group)
 
@@ -137,9 +143,11 @@ def run_one(method: str, dataset: str, seed: int, args: argparse.Namespace) -> d
     config = config_of(method, dataset, seed, args)
     started = time.perf_counter()
     metrics = EXPERIMENTS[method](config, False)
-    metrics.update(extra_scores(config, dataset))
+    if not args.validation_only:
+        metrics.update(extra_scores(config, dataset))
     return {**metrics, "method": method, "dataset": dataset, "seed": seed,
             "minutes": args.minutes, "set": args.set.get(method, {}),
+            "validation_only": args.validation_only,
             "wall_seconds": round(time.perf_counter() - started, 1),
             "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "settings": {k: v for k, v in config.to_dict().items()
@@ -150,8 +158,9 @@ def run_one(method: str, dataset: str, seed: int, args: argparse.Namespace) -> d
 
 def same_cell(run: dict[str, Any], method: str, dataset: str, args: argparse.Namespace) -> bool:
     """Whether run has these settings, whatever its seed."""
-    return (run["method"], run["dataset"], run["minutes"], run["set"]) == (
-        method, dataset, args.minutes, args.set.get(method, {}))
+    return (run["method"], run["dataset"], run["minutes"], run["set"],
+            run.get("validation_only", False)) == (
+        method, dataset, args.minutes, args.set.get(method, {}), args.validation_only)
 
 
 def same_run(run: dict[str, Any], method: str, dataset: str, seed: int,
@@ -204,25 +213,30 @@ def mean_std(values: list[float]) -> str:
 def print_table(runs: list[dict[str, Any]]) -> None:
     cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for run in runs:
-        key = (run["method"], run["dataset"], run["minutes"], json.dumps(run["set"]))
+        key = (run["method"], run["dataset"], run["minutes"], json.dumps(run["set"]),
+               run.get("validation_only", False))
         cells.setdefault(key, []).append(run)
     header = (f"{'method':<12}{'dataset':<15}{'set':<12}{'min':>5}{'seeds':>6}{'epochs':>7}"
-              f"{'img/s':>7}{'flips':>6}{'val kNN':>15}{'test kNN':>15}{'real kNN':>15}"
+              f"{'img/s':>7}{'flips':>6}{'kept':>6}{'val kNN, 5k':>15}{'val kNN':>15}"
+              f"{'test kNN':>15}{'real kNN':>15}"
               f"{'real probe':>15}{'target':>8}")
     print("\n" + header + "\n" + "-" * len(header))
-    for (method, dataset, minutes, overrides), group in cells.items():
+    for (method, dataset, minutes, overrides, _), group in cells.items():
         flips = prefers_flips(group)
         s = "_flips" if flips else ""
         column = {k: [r[k] for r in group if k in r]
-                  for k in (f"val_knn{s}", f"test_knn{s}", f"real_knn{s}", f"real_linear_probe{s}")}
+                  for k in ("best_val_knn", f"val_knn{s}", f"test_knn{s}", f"real_knn{s}",
+                            f"real_linear_probe{s}")}
         target = TARGETS.get((dataset, method))
         print(f"{method:<12}{TITLES[dataset]:<15}{overrides.strip('{}')[:11]:<12}{minutes:>5g}"
               f"{len(group):>6}{statistics.mean(r['epochs'] for r in group):>7.1f}"
               f"{statistics.mean(r['images_per_second'] for r in group):>7.0f}"
               f"{'yes' if flips else 'no':>6}"
+              f"{statistics.mean(r.get('best_epoch', r['epochs']) for r in group):>6.1f}"
               + "".join(f"{mean_std(v):>15}" for v in column.values())
               + (f"{'>= ' + format(target, '.2f'):>8}" if target else ""), flush=True)
-    print("flips: test-time flips, where validation prefers them; test: the JPEG copy's test "
+    print("kept: the epoch kept, by validation kNN against 5,000 training images (val kNN, "
+          "5k); flips: test-time flips, where validation prefers them; test: the JPEG copy's test "
           "split (Fashion-MNIST: its test split); real: 5,085 official CIFAR-10 images, twins "
           "kept out of training")
 
@@ -283,6 +297,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--train-limit", type=int, help="quick checks only")
     parser.add_argument("--test-limit", type=int, help="quick checks only")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="score only the kept epoch's validation kNN (5,000-image bank): "
+                             "for choosing shapes and settings, minutes sooner per run")
     parser.add_argument("--tsne-points", type=int, default=2000)
     parser.add_argument("--json", default=str(ROOT / "results" / "embeddings" / "real-pixels.json"),
                         help="finished runs, kept between invocations")
@@ -293,6 +310,8 @@ def main() -> None:
     args.set = parse_set(args.set)
     if args.save and (len(args.methods), len(args.datasets), args.seeds) != (1, 1, 1):
         parser.error("--save keeps one model: give one --methods, one --datasets, --seeds 1")
+    if args.validation_only and (args.save or args.figures):
+        parser.error("--save and --figures need every score: leave out --validation-only")
     path = Path(args.json)
     runs: list[dict[str, Any]] = (json.loads(path.read_text()).get("runs", [])
                                   if path.is_file() else [])

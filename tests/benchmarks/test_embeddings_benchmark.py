@@ -42,6 +42,19 @@ def test_table_reports_test_knn_with_or_without_flips_as_validation_prefers(
     assert row.rstrip().endswith(">= 0.94")
 
 
+def test_validation_only_rows_give_the_kept_epoch_and_its_score_apart(bench, capsys):
+    quick = [{**run(seed, 0.0, 0.0, 0.0, 0.0), "validation_only": True, "best_epoch": epoch,
+              "best_val_knn": score} for seed, epoch, score in ((0, 9, 0.70), (1, 11, 0.72))]
+    for row in quick:  # nothing but the kept epoch's validation kNN was scored
+        for key in ("val_knn", "val_knn_flips", "test_knn", "test_knn_flips"):
+            del row[key]
+    bench["print_table"]([*quick, run(0, 0.90, 0.92, 0.801, 0.811)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("supcon")]
+    assert len(rows) == 2  # a validation-only cell is never averaged with a fully scored one
+    assert rows[0].split()[6:9] == ["no", "10.0", "0.710"] and "± 0.014" in rows[0]
+    assert rows[1].split()[6:8] == ["yes", "40.0"]
+
+
 def test_set_options_are_typed_like_the_config(bench):
     assert bench["parse_set"](["supcon.views=1", "simclr.temperature=0.5"]) == {
         "supcon": {"views": 1}, "simclr": {"temperature": 0.5}}
@@ -50,7 +63,8 @@ def test_set_options_are_typed_like_the_config(bench):
 
 
 def test_figures_say_what_is_missing(bench, monkeypatch, tmp_path):
-    args = bench["argparse"].Namespace(methods=["supcon"], minutes=30, set={})
+    args = bench["argparse"].Namespace(methods=["supcon"], minutes=30, set={},
+                                        validation_only=False)
     script = bench["draw_figures"].__globals__  # run_path returns a copy of these
     monkeypatch.setitem(script, "official_images", lambda: None)
     with pytest.raises(SystemExit, match="--figures needs the real-pixel images"):

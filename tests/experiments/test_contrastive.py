@@ -11,9 +11,11 @@ from latentlab.cli import main
 from latentlab.config import Config, from_dict
 from latentlab.data.pairs import balanced_pairs
 from latentlab.data.splits import training_data
+from latentlab.experiments import contrastive
 from latentlab.experiments.contrastive import build, whitening_sample
 from latentlab.experiments.shared import augmentation_name
 from latentlab.losses import supcon_loss
+from latentlab.metrics.embeddings import embed_all, knn_accuracy
 from latentlab.models import AirbenchEncoder, ResNetContrastive
 
 QUICK = ["--dataset", "digits", "--train-limit", "200", "--test-limit", "100",
@@ -212,3 +214,25 @@ def test_whitening_sample_draws_from_every_class_of_a_class_sorted_dataset():
     labels = index // 1200  # a folder's order: class by class
     assert labels[picked].bincount(minlength=10).min() > 400  # about 500 each, not 2 classes
     assert torch.equal(whitening_sample(index[:30], seed=0).sort().values, index[:30])
+
+
+def test_kept_weights_are_the_epoch_with_the_best_validation_knn(tmp_path):
+    assert main(["train", "supcon", *QUICK, "--epochs", "4", "--precision", "fp32",
+                 "--out", str(tmp_path)]) == 0
+    run = tmp_path / "supcon"
+    history = json.loads((run / "history.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    scores = [record["val_knn"] for record in history]
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # the first of ties
+    assert metrics["best_epoch"] == best + 1 and metrics["best_val_knn"] == scores[best]
+    # recomputed from the shipped weights: the same seeded bank, the validation split
+    config = from_dict(json.loads((run / "config.json").read_text())["config"])
+    data = training_data(config)
+    images, labels = data.bank()
+    pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed))
+    pick = pick[:contrastive.KNN_BANK]
+    model = latentlab.load(run / "supcon_model.pth")
+    model.mirror = False
+    bank, val = embed_all(model, images[pick]), embed_all(model, data.val_images)
+    assert knn_accuracy(bank, labels[pick], val, data.val_labels) == pytest.approx(
+        scores[best], abs=1e-9)

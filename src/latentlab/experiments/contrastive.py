@@ -19,11 +19,13 @@ from torch import Tensor
 
 from latentlab import distributed
 from latentlab.config import Config
+from latentlab.data import ImageData
 from latentlab.data.pairs import balanced_pairs
+from latentlab.devices import pick_device, use_bf16
 from latentlab.errors import UserError
 from latentlab.experiments import shared
 from latentlab.losses import margin_contrastive_loss, supcon_loss
-from latentlab.metrics.embeddings import pair_distances, pair_metrics
+from latentlab.metrics.embeddings import embed_all, knn_accuracy, pair_distances, pair_metrics
 from latentlab.models import (
     CONTRASTIVE_MODELS,
     AirbenchContrastive,
@@ -31,11 +33,13 @@ from latentlab.models import (
     resolve_family,
 )
 from latentlab.plots import plot_distance_histograms
-from latentlab.training import Steps, TrainStep
+from latentlab.training import Hooks, Steps, TrainStep
+from latentlab.training.best import BestWeights
 from latentlab.transforms import AUGMENTATIONS, random_crop, simclr_augment
 
 PROJECTION_DIM = 128  # SupCon/SimCLR head output, as in both papers
 WHITENING_IMAGES = 5000  # airbench fits its whitening layer on 5,000 training images
+KNN_BANK = 5000  # training images each epoch's validation kNN compares with: a few seconds
 PAIRS_PER_IMAGE = 4  # pairs read from each embedded batch, per image: more signal per forward pass
 TITLES = {"contrastive": "Margin contrastive", "supcon": "Supervised contrastive (SupCon)",
           "simclr": "SimCLR (no labels)"}
@@ -133,6 +137,36 @@ def whitening_sample(images: Tensor, seed: int) -> Tensor:
     return images[order[:WHITENING_IMAGES]]
 
 
+class ValidationKnn:
+    """An epoch_end hook: the validation split's kNN accuracy (k=20, cosine) against
+    KNN_BANK seeded training images, as record["val_knn"], handed on to keep (the best
+    weights). Plain embeddings at the training precision keep it a few seconds an epoch;
+    it is a ranking of epochs, lower than a whole bank's score."""
+
+    def __init__(self, model: ContrastiveModel, data: ImageData, config: Config,
+                 keep: BestWeights) -> None:
+        assert data.val_images is not None and data.val_labels is not None
+        images, labels = data.bank()
+        pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed))
+        self.bank = images[pick[:KNN_BANK]], labels[pick[:KNN_BANK]]
+        self.val = data.val_images, data.val_labels
+        self.model, self.keep = model, keep
+        self.bf16 = use_bf16(config.precision, pick_device(config.device))
+
+    @torch.no_grad()
+    def __call__(self, epoch: int, record: dict[str, float]) -> bool:
+        mirror, self.model.mirror = self.model.mirror, False
+        device = next(self.model.parameters()).device
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                bank, val = embed_all(self.model, self.bank[0]), embed_all(self.model, self.val[0])
+        finally:
+            self.model.mirror = mirror
+        record["val_knn"] = knn_accuracy(bank, self.bank[1], val, self.val[1])
+        print(f"  validation kNN {record['val_knn']:.4f} (bank of {len(bank):,})", flush=True)
+        return self.keep(epoch, record)
+
+
 def run(config: Config, resume: bool = False) -> dict[str, Any]:
     name = config.experiment
     if name not in TITLES:
@@ -145,9 +179,14 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     print(f"{TITLES[name]} with {augmentation} augmentation")
     views = training_views(config, augmentation, data.image_shape)
     step = make_step(config, views)
+    # the epoch kept is the one whose validation kNN is best, not the last
+    best = BestWeights(model, config, config.run_dir / f"best_{name}.pth", resume, key="val_knn")
     result = shared.train(model, shared.job(config, data, resume),
-                          Steps(step, step, views.at, views.settles_at))
+                          Steps(step, step, views.at, views.settles_at),
+                          Hooks(epoch_end=ValidationKnn(model, data, config, best)))
+    best.restore()
     metrics, _, _ = shared.evaluate_embeddings(model, data, config, name, TITLES[name])
+    metrics.update(best_epoch=best.epoch, best_val_knn=best.score)
     saved = np.load(config.run_dir / "test_embeddings.npz")
     positive, negative = pair_distances(torch.from_numpy(saved["embeddings"]), data.test_labels,
                                         seed=config.seed)
