@@ -1,4 +1,5 @@
-"""The trained models that ship in pretrained/ (a separator, a VAE, a SupCon encoder): they
+"""The trained models that ship in pretrained/ (a separator, a VAE, SupCon and SimCLR
+encoders): they
 load, keep their promises on real pixels they never saw, and the README quotes the scores
 their own files record."""
 
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "pretrained" / "cifar10_unet_separator.pth"
 VAE = ROOT / "pretrained" / "cifar10_vae.pth"
 SUPCON = ROOT / "pretrained" / "cifar10_supcon.pth"
+SIMCLR = ROOT / "pretrained" / "cifar10_simclr.pth"
+ENCODERS = [SUPCON, SIMCLR]
 OFFICIAL = (ROOT / "../shared/datasets/cifar10-official-5k.zip").resolve()
 
 
@@ -140,32 +143,32 @@ def test_the_embed_command_takes_the_vae(tmp_path):
                for v in vectors)
 
 
-@pytest.fixture(scope="module")
-def supcon():
-    return latentlab.load(SUPCON)
-
-
-def test_the_supcon_encoder_embeds_cifar10_images_on_the_unit_sphere(supcon):
-    assert isinstance(supcon, ContrastiveModel) and supcon.image_shape == (3, 32, 32)
-    z = supcon.embed(torch.rand(3, 3, 32, 32))
-    assert tuple(z.shape) == (3, read_checkpoint(SUPCON, "model")["hparams"]["latent_dim"])
+@pytest.mark.parametrize("path", ENCODERS, ids=lambda path: path.stem)
+def test_the_encoders_embed_cifar10_images_on_the_unit_sphere(path):
+    encoder = latentlab.load(path)
+    assert isinstance(encoder, ContrastiveModel) and encoder.image_shape == (3, 32, 32)
+    z = encoder.embed(torch.rand(3, 3, 32, 32))
+    assert tuple(z.shape) == (3, read_checkpoint(path, "model")["hparams"]["latent_dim"])
     assert torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-4)
-    assert SUPCON.stat().st_size <= 20 * 2**20  # the issue's bound on a shipped model
+    assert path.stat().st_size <= 20 * 2**20  # the issue's bound on a shipped model
 
 
-def test_its_file_records_the_twins_it_left_out_and_its_real_pixel_scores():
-    saved = read_checkpoint(SUPCON, "model")
+@pytest.mark.parametrize("path", ENCODERS, ids=lambda path: path.stem)
+def test_their_files_record_the_twins_left_out_and_the_real_pixel_scores(path):
+    saved = read_checkpoint(path, "model")
     config, metrics = saved["config"], saved["metrics"]
     assert config["exclude"].endswith("cifar10-official-5k-jpeg-twins.txt")
     assert config["dataset"].endswith("cifar10-jpeg.zip")
+    assert config["experiment"] == path.stem.removeprefix("cifar10_")
     flips = "_flips" if saved["hparams"]["mirror"] else ""
     assert metrics[f"real_knn{flips}"] > metrics[f"test_knn{flips}"] - 0.05 > 0.5
 
 
-def test_the_readme_quotes_the_knn_and_time_the_supcon_file_records():
-    saved = read_checkpoint(SUPCON, "model")
+@pytest.mark.parametrize("path", ENCODERS, ids=lambda path: path.stem)
+def test_the_readme_quotes_the_knn_and_time_each_encoder_file_records(path):
+    saved = read_checkpoint(path, "model")
     metrics, flips = saved["metrics"], "_flips" if saved["hparams"]["mirror"] else ""
-    section = readme_paragraph(SUPCON)
+    section = readme_paragraph(path)
     assert f"kNN {metrics[f'real_knn{flips}']:.3f}" in section
     assert f"probe {metrics[f'real_linear_probe{flips}']:.3f}" in section
     assert_quotes_minutes(section, metrics["train_seconds"])
@@ -173,16 +176,19 @@ def test_the_readme_quotes_the_knn_and_time_the_supcon_file_records():
 
 @pytest.mark.skipif(not OFFICIAL.is_file(),
                     reason="needs ../shared/datasets/cifar10-official-5k.zip")
-def test_the_supcon_encoder_sorts_official_pixels_by_class(supcon):
+@pytest.mark.parametrize(("path", "least"), [(SUPCON, 0.8), (SIMCLR, 0.5)],
+                         ids=["supcon", "simclr"])
+def test_the_encoders_sort_official_pixels_by_class(path, least):
     data = load_dataset(f"folder:{OFFICIAL}", seed=0)
     pick = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
     images, labels = data.train_images[pick[:1000]], data.train_labels[pick[:1000]]
-    z = embed_all(supcon, images)
+    z = embed_all(latentlab.load(path), images)
     scores = embedding_metrics(z[:800], labels[:800], z[800:], labels[800:], seed=0)
-    assert scores["knn_accuracy"] > 0.8  # chance: 0.1; a bank of 800 official images
+    assert scores["knn_accuracy"] > least  # chance: 0.1; a bank of 800 official images
 
 
-def test_the_evaluate_command_scores_the_supcon_encoder(tmp_path, capsys):
+@pytest.mark.parametrize("path", ENCODERS, ids=lambda path: path.stem)
+def test_the_evaluate_command_scores_each_encoder(path, tmp_path, capsys):
     # shades of red and of blue, 25 of each in the bank: more than k=20 of each
     for name, colour in (("red", (200, 30, 30)), ("blue", (20, 40, 200))):
         for split, count in (("train", 25), ("test", 3)):
@@ -191,6 +197,6 @@ def test_the_evaluate_command_scores_the_supcon_encoder(tmp_path, capsys):
                 shade = tuple(c + 2 * i for c in colour)
                 Image.new("RGB", (32, 32), shade).save(
                     tmp_path / "images" / split / name / f"{i}.png")
-    assert main(["evaluate", str(SUPCON), "--dataset", f"folder:{tmp_path / 'images'}"]) == 0
+    assert main(["evaluate", str(path), "--dataset", f"folder:{tmp_path / 'images'}"]) == 0
     knn = re.search(r"kNN accuracy ([\d.]+)", capsys.readouterr().out)
     assert knn and float(knn.group(1)) == 1.0
