@@ -1,7 +1,6 @@
 """The trained models that ship in pretrained/ (a separator, a VAE, SupCon and SimCLR
-encoders): they
-load, keep their promises on real pixels they never saw, and the README quotes the scores
-their own files record."""
+encoders): they load, keep their promises on real pixels they never saw, and the README
+quotes the scores their own files record."""
 
 import re
 from pathlib import Path

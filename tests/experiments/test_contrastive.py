@@ -15,7 +15,7 @@ from latentlab.experiments import contrastive
 from latentlab.experiments.contrastive import build, whitening_sample
 from latentlab.experiments.shared import augmentation_name
 from latentlab.losses import supcon_loss
-from latentlab.metrics.embeddings import embed_all, knn_accuracy
+from latentlab.metrics.embeddings import embed_all, knn_accuracy, subsample
 from latentlab.models import AirbenchEncoder, ResNetContrastive
 
 QUICK = ["--dataset", "digits", "--train-limit", "200", "--test-limit", "100",
@@ -229,8 +229,7 @@ def test_kept_weights_are_the_epoch_with_the_best_validation_knn(tmp_path):
     config = from_dict(json.loads((run / "config.json").read_text())["config"])
     data = training_data(config)
     images, labels = data.bank()
-    pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed))
-    pick = pick[:contrastive.KNN_BANK]
+    pick = subsample(len(labels), contrastive.KNN_BANK, config.seed)
     model = latentlab.load(run / "supcon_model.pth")
     model.mirror = False
     bank, val = embed_all(model, images[pick]), embed_all(model, data.val_images)

@@ -25,7 +25,13 @@ from latentlab.devices import pick_device, use_bf16
 from latentlab.errors import UserError
 from latentlab.experiments import shared
 from latentlab.losses import margin_contrastive_loss, supcon_loss
-from latentlab.metrics.embeddings import embed_all, knn_accuracy, pair_distances, pair_metrics
+from latentlab.metrics.embeddings import (
+    embed_all,
+    knn_accuracy,
+    pair_distances,
+    pair_metrics,
+    subsample,
+)
 from latentlab.models import (
     CONTRASTIVE_MODELS,
     AirbenchContrastive,
@@ -133,8 +139,7 @@ def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:
 def whitening_sample(images: Tensor, seed: int) -> Tensor:
     """WHITENING_IMAGES of the training images drawn at random (all where there are fewer):
     not the first ones, since a folder dataset lists its images class by class."""
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    return images[order[:WHITENING_IMAGES]]
+    return images[subsample(len(images), WHITENING_IMAGES, seed)]
 
 
 class ValidationKnn:
@@ -147,8 +152,8 @@ class ValidationKnn:
                  keep: BestWeights) -> None:
         assert data.val_images is not None and data.val_labels is not None
         images, labels = data.bank()
-        pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed))
-        self.bank = images[pick[:KNN_BANK]], labels[pick[:KNN_BANK]]
+        pick = subsample(len(labels), KNN_BANK, config.seed)
+        self.bank = images[pick], labels[pick]
         self.val = data.val_images, data.val_labels
         self.model, self.keep = model, keep
         self.bf16 = use_bf16(config.precision, pick_device(config.device))
