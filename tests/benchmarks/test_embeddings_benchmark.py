@@ -55,6 +55,16 @@ def test_validation_only_rows_give_the_kept_epoch_and_its_score_apart(bench, cap
     assert rows[1].split()[6:8] == ["yes", "40.0"]
 
 
+@pytest.mark.parametrize("option", [["--save", "x.pth", "--seeds", "1", "--methods", "supcon",
+                                     "--datasets", "cifar10"], ["--figures", "docs"]])
+def test_validation_only_refuses_what_needs_every_score(bench, monkeypatch, capsys, option):
+    monkeypatch.setattr(sys, "argv", ["embeddings.py", "--validation-only", *option])
+    with pytest.raises(SystemExit) as stop:
+        bench["main"]()
+    assert stop.value.code == 2
+    assert "leave out --validation-only" in capsys.readouterr().err
+
+
 def test_set_options_are_typed_like_the_config(bench):
     assert bench["parse_set"](["supcon.views=1", "simclr.temperature=0.5"]) == {
         "supcon": {"views": 1}, "simclr": {"temperature": 0.5}}
