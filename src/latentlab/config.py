@@ -47,7 +47,8 @@ class Config:
     data_dir: str | None = option(None, "directory searched first for official dataset files")
     encoder: str = option(
         "auto", "network family: mlp, conv, resnet, airbench (contrastive only) or auto "
-        "(conv for colour, mlp for grey)",
+        "(colour: airbench for supcon, resnet for contrastive and simclr, conv for the "
+        "others; grey: mlp)",
         used_by=EMBEDDING, choices=("auto", "mlp", "conv", "resnet", "airbench"),
     )
     latent_dim: int = option(32, "size of the embedding / latent vector", used_by=EMBEDDING)

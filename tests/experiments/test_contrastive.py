@@ -12,11 +12,17 @@ from latentlab.config import Config, from_dict
 from latentlab.data.pairs import balanced_pairs
 from latentlab.data.splits import training_data
 from latentlab.experiments import contrastive
-from latentlab.experiments.contrastive import build, whitening_sample
+from latentlab.experiments.contrastive import COLOUR_ENCODERS, build, whitening_sample
 from latentlab.experiments.shared import augmentation_name
 from latentlab.losses import supcon_loss
 from latentlab.metrics.embeddings import embed_all, knn_accuracy, subsample
-from latentlab.models import AirbenchEncoder, ResNetContrastive
+from latentlab.models import (
+    CONTRASTIVE_MODELS,
+    AirbenchEncoder,
+    ConvContrastive,
+    MLPContrastive,
+    ResNetContrastive,
+)
 
 QUICK = ["--dataset", "digits", "--train-limit", "200", "--test-limit", "100",
          "--tsne-points", "40", "--batch-size", "64"]
@@ -64,6 +70,16 @@ def test_build_picks_encoder_width_head_and_augmentation():
     assert isinstance(model, ResNetContrastive) and model.hparams()["width"] == 4
     assert model.head is not None  # SupCon/SimCLR project; the margin loss does not
     assert build(Config(experiment="contrastive"), (1, 8, 8)).head is None
+    # --encoder auto: the network validation chose for colour images, the MLP for grey ones
+    for method in ("contrastive", "supcon", "simclr"):
+        auto = build(Config(experiment=method, latent_dim=8), (3, 32, 32))
+        assert type(auto) is CONTRASTIVE_MODELS[COLOUR_ENCODERS[method]], method
+        assert type(auto) is not ConvContrastive, method
+        assert isinstance(build(Config(experiment=method), (1, 8, 8)), MLPContrastive)
+    supcon = build(Config(experiment="supcon", latent_dim=8), (3, 32, 32))
+    assert supcon.hparams()["width"] == 32  # the shape that won, not airbench's 64
+    asked = Config(experiment="supcon", encoder="conv", latent_dim=8)
+    assert isinstance(build(asked, (3, 32, 32)), ConvContrastive)
     assert augmentation_name(Config(experiment="simclr"), (1, 8, 8)) == "simclr"
     assert augmentation_name(Config(experiment="supcon"), (3, 32, 32)) == "light"
     assert augmentation_name(Config(experiment="contrastive"), (1, 8, 8)) == "none"

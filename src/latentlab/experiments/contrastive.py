@@ -50,10 +50,18 @@ PAIRS_PER_IMAGE = 4  # pairs read from each embedded batch, per image: more sign
 TITLES = {"contrastive": "Margin contrastive", "supcon": "Supervised contrastive (SupCon)",
           "simclr": "SimCLR (no labels)"}
 DISTANCE_LABEL = "Euclidean distance of L2-normalised embeddings"
+# --encoder auto on colour images: the network validation chose (benchmarks/RESULTS.md,
+# "Network shapes for SupCon"); grey images keep the course's MLP
+COLOUR_ENCODERS = {"contrastive": "resnet", "supcon": "airbench", "simclr": "resnet"}
+
+
+def encoder_name(config: Config, image_shape: tuple[int, int, int]) -> str:
+    return resolve_family(CONTRASTIVE_MODELS, config.encoder, image_shape, config.experiment,
+                          colour=COLOUR_ENCODERS[config.experiment])
 
 
 def build(config: Config, image_shape: tuple[int, int, int]) -> ContrastiveModel:
-    encoder = resolve_family(CONTRASTIVE_MODELS, config.encoder, image_shape, config.experiment)
+    encoder = encoder_name(config, image_shape)
     projection_dim = 0 if config.experiment == "contrastive" else PROJECTION_DIM
     options: dict[str, Any] = {}
     if config.width and encoder != "mlp":
@@ -96,8 +104,7 @@ def training_views(config: Config, augmentation: str, image_shape: tuple[int, in
     if config.crop > min(image_shape[1:]):
         raise UserError(f"--crop {config.crop} is larger than the {image_shape[1]}x"
                         f"{image_shape[2]} images; choose a smaller window or 0")
-    if resolve_family(CONTRASTIVE_MODELS, config.encoder, image_shape, config.experiment) \
-            not in ("resnet", "airbench"):
+    if encoder_name(config, image_shape) not in ("resnet", "airbench"):
         raise UserError("--crop needs --encoder resnet or airbench, which embed images of "
                         "any size")
     size = config.crop

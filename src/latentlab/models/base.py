@@ -48,17 +48,17 @@ def family(base: type[T]) -> dict[str, type[T]]:
     return members
 
 
-def resolve_encoder(encoder: str, image_shape: tuple[int, int, int]) -> str:
-    """'auto' picks conv for colour images and mlp for grey ones."""
+def resolve_encoder(encoder: str, image_shape: tuple[int, int, int], colour: str = "conv") -> str:
+    """'auto' picks `colour` (the family's choice) for colour images and mlp for grey ones."""
     if encoder == "auto":
-        return "conv" if image_shape[0] == 3 else "mlp"
+        return colour if image_shape[0] == 3 else "mlp"
     return encoder
 
 
 def resolve_family(families: dict[str, Any], encoder: str, image_shape: tuple[int, int, int],
-                   what: str) -> str:
+                   what: str, colour: str = "conv") -> str:
     """--encoder resolved for the image, checked against the families `what` offers."""
-    name = resolve_encoder(encoder, image_shape)
+    name = resolve_encoder(encoder, image_shape, colour)
     if name not in families:
         raise UserError(f"--encoder {name} is not available for {what}; "
                         f"choose {', '.join(families)} or auto")
