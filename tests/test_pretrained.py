@@ -14,7 +14,7 @@ import latentlab
 from latentlab.checkpoint import read_checkpoint
 from latentlab.cli import main
 from latentlab.data import load_dataset
-from latentlab.metrics.embeddings import embed_all, embedding_metrics
+from latentlab.metrics.embeddings import embed_all, embedding_metrics, subsample
 from latentlab.metrics.images import separation_scores
 from latentlab.metrics.likelihood import elbo_metrics
 from latentlab.models import ContrastiveModel, Separator
@@ -179,8 +179,8 @@ def test_the_readme_quotes_the_knn_and_time_each_encoder_file_records(path):
                          ids=["supcon", "simclr"])
 def test_the_encoders_sort_official_pixels_by_class(path, least):
     data = load_dataset(f"folder:{OFFICIAL}", seed=0)
-    pick = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
-    images, labels = data.train_images[pick[:1000]], data.train_labels[pick[:1000]]
+    pick = subsample(len(data.train_labels), 1000, seed=0)
+    images, labels = data.train_images[pick], data.train_labels[pick]
     z = embed_all(latentlab.load(path), images)
     scores = embedding_metrics(z[:800], labels[:800], z[800:], labels[800:], seed=0)
     assert scores["knn_accuracy"] > least  # chance: 0.1; a bank of 800 official images
