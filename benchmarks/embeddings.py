@@ -218,7 +218,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         key = (run["method"], run["dataset"], run["minutes"], json.dumps(run["set"]),
                run.get("validation_only", False))
         cells.setdefault(key, []).append(run)
-    header = (f"{'method':<12}{'dataset':<15}{'set':<12}{'min':>5}{'seeds':>6}{'epochs':>7}"
+    header = (f"{'method':<12}{'dataset':<15}{'set':<27}{'min':>5}{'seeds':>6}{'epochs':>7}"
               f"{'img/s':>7}{'flips':>6}{'kept':>6}{'val kNN, 5k':>15}{'val kNN':>15}"
               f"{'test kNN':>15}{'real kNN':>15}"
               f"{'real probe':>15}{'target':>8}")
@@ -230,7 +230,8 @@ def print_table(runs: list[dict[str, Any]]) -> None:
                   for k in ("best_val_knn", f"val_knn{s}", f"test_knn{s}", f"real_knn{s}",
                             f"real_linear_probe{s}")}
         target = TARGETS.get((dataset, method))
-        print(f"{method:<12}{TITLES[dataset]:<15}{overrides.strip('{}')[:11]:<12}{minutes:>5g}"
+        setting = " ".join(f"{k}={v}" for k, v in json.loads(overrides).items())
+        print(f"{method:<12}{TITLES[dataset]:<15}{setting[:26]:<27}{minutes:>5g}"
               f"{len(group):>6}{statistics.mean(r['epochs'] for r in group):>7.1f}"
               f"{statistics.mean(r['images_per_second'] for r in group):>7.0f}"
               f"{'yes' if flips else 'no':>6}"

@@ -55,6 +55,14 @@ def test_validation_only_rows_give_the_kept_epoch_and_its_score_apart(bench, cap
     assert rows[1].split()[6:8] == ["yes", "40.0"]
 
 
+def test_table_names_the_settings_a_cell_overrides(bench, capsys):
+    shaped = {**run(0, 0.90, 0.92, 0.801, 0.811), "set": {"encoder": "airbench", "width": 32}}
+    bench["print_table"]([shaped, run(0, 0.90, 0.92, 0.801, 0.811)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("supcon")]
+    assert "encoder=airbench width=32" in rows[0]
+    assert "encoder=" not in rows[1]
+
+
 @pytest.mark.parametrize("option", [["--save", "x.pth", "--seeds", "1", "--methods", "supcon",
                                      "--datasets", "cifar10"], ["--figures", "docs"]])
 def test_validation_only_refuses_what_needs_every_score(bench, monkeypatch, capsys, option):

@@ -269,5 +269,4 @@ class ResUNetSeparator(Separator):
 
 
 # `--model` name -> separator class
-# `--model` name -> separator class
 SEPARATORS = family(Separator)
