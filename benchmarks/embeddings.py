@@ -223,14 +223,14 @@ def print_table(runs: list[dict[str, Any]]) -> None:
               f"{'test kNN':>15}{'real kNN':>15}"
               f"{'real probe':>15}{'target':>8}")
     print("\n" + header + "\n" + "-" * len(header))
-    for (method, dataset, minutes, overrides, _), group in cells.items():
+    for (method, dataset, minutes, _, _), group in cells.items():
         flips = prefers_flips(group)
         s = "_flips" if flips else ""
         column = {k: [r[k] for r in group if k in r]
                   for k in ("best_val_knn", f"val_knn{s}", f"test_knn{s}", f"real_knn{s}",
                             f"real_linear_probe{s}")}
         target = TARGETS.get((dataset, method))
-        setting = " ".join(f"{k}={v}" for k, v in json.loads(overrides).items())
+        setting = " ".join(f"{k}={v}" for k, v in group[0]["set"].items())
         print(f"{method:<12}{TITLES[dataset]:<15}{setting[:26]:<27}{minutes:>5g}"
               f"{len(group):>6}{statistics.mean(r['epochs'] for r in group):>7.1f}"
               f"{statistics.mean(r['images_per_second'] for r in group):>7.0f}"
