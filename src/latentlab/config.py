@@ -106,14 +106,15 @@ class Config:
         choices=("auto", "none", "flips", "light", "shifts", "simclr"))
     width: int = option(0, "channels of the first conv layer (0: the model's own default)",
                         used_by=CONTRASTIVE + ("separator",))
-    crop: int = option(0, "train on views of crop x crop pixels (resnet or airbench encoder; "
-                       "8 or more): a random window of each augmented view, or with simclr "
-                       "augmentation its random resized crop made at that size; 24x24 costs "
-                       "about 60%% of 32x32, so a time budget buys more epochs; embeddings "
-                       "are always of whole images; 0: whole images", used_by=CONTRASTIVE)
+    crop: int = option(0, "train on views of crop x crop pixels (8 or more; a resnet or "
+                       "airbench encoder, a unet or resunet separator): a random window of "
+                       "each augmented image, or with simclr augmentation its random resized "
+                       "crop made at that size; 24x24 costs about 60%% of 32x32, so a time "
+                       "budget buys more epochs; embeddings and separations are always of "
+                       "whole images; 0: whole images", used_by=CONTRASTIVE + ("separator",))
     crop_until: float = option(1.0, "with --crop, the part of the schedule (0 to 1] trained "
                                "on those views, whole images after it (progressive resizing); "
-                               "1: the whole run", used_by=CONTRASTIVE)
+                               "1: the whole run", used_by=CONTRASTIVE + ("separator",))
     # variational autoencoder
     beta: float = option(1.0, "weight of the KL term", used_by=("vae", "separator"))
     kl_warmup_epochs: float = option(0.0, "epochs over which the KL weight ramps up from 0",

@@ -201,3 +201,24 @@ def no_augment(images: Tensor, generator: torch.Generator | None = None) -> Tens
 AUGMENTATIONS: dict[str, Callable[..., Tensor]] = {
     "none": no_augment, "flips": flip_augment, "light": light_augment, "shifts": shift_augment,
     "simclr": simclr_augment}
+
+
+class Views:
+    """The training views: `small` ones while the schedule's progress is short of `until`,
+    then `whole` ones (progressive resizing: cheap early epochs, the last at full size).
+    The training loop reports the progress through `at` (Steps.on_progress)."""
+
+    def __init__(self, whole: Callable[[Tensor], Tensor], small: Callable[[Tensor], Tensor],
+                 until: float) -> None:
+        self.whole, self.small, self.until, self.progress = whole, small, until, 0.0
+
+    def at(self, progress: float) -> None:
+        self.progress = progress
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return (self.small if self.progress < self.until else self.whole)(images)
+
+    @property
+    def settles_at(self) -> float:
+        """Where a step's cost stops changing: the switch, if the run has one."""
+        return self.until if self.until < 1 else 0.0

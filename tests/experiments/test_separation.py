@@ -44,7 +44,8 @@ def test_training_step_mixes_the_sources_it_scores(option, resolved, monkeypatch
     augmentation = shared.augmentation_name(config, (3, 8, 8))
     assert augmentation == resolved
     train = MixturePairs(sources.flatten(0, 1), torch.arange(128).view(64, 2))
-    step = separation.make_train_step(config, None, augmentation=augmentation, train=train)
+    views = separation.training_views(config, augmentation)
+    step = separation.make_train_step(config, None, views=views, train=train)
     logs = step(model, given, torch.arange(64))
     m = seen[0].float()
     s1, s2 = sources.float().unbind(1)
@@ -65,6 +66,47 @@ def test_training_step_mixes_the_sources_it_scores(option, resolved, monkeypatch
 
 
 @pytest.mark.slow
+def test_crop_trains_on_windows_of_each_source_then_on_whole_mixtures(monkeypatch):
+    """With --crop, each source loses its own random window and the mixture is made again
+    from the two windows; after --crop-until the network sees whole mixtures."""
+    config = Config(experiment="separator", width=4, augmentation="none", crop=8,
+                    crop_until=0.5).validate()
+    model = separation.build(config, (3, 16, 16))
+    sources = torch.randint(0, 256, (6, 2, 3, 16, 16), dtype=torch.uint8)
+    seen = []
+
+    def zero_difference(m):
+        seen.append(m)
+        return torch.zeros_like(m), torch.zeros(len(m))
+    monkeypatch.setattr(model, "difference", zero_difference)
+    train = MixturePairs(sources.flatten(0, 1), torch.arange(12).view(6, 2))
+    views = separation.training_views(config, "none")
+    step = separation.make_train_step(config, None, views=views, train=train)
+    views.at(0.4)
+    logs = step(model, sources.float().sum(1) / 510, torch.arange(6))
+    assert seen[-1].shape == (6, 3, 8, 8)
+    # each 8x8 mixture is the average of a window of the first source and one of the second
+    first, second = (sources[:, i].float().unfold(2, 8, 1).unfold(3, 8, 1) for i in (0, 1))
+    pixels = seen[-1].float() * 255  # (6, 3, 8, 8) against windows (6, 3, 9, 9, 8, 8)
+    windows_1 = first.permute(0, 2, 3, 1, 4, 5).flatten(1, 2)  # (6, 81, 3, 8, 8)
+    windows_2 = second.permute(0, 2, 3, 1, 4, 5).flatten(1, 2)
+    averages = (windows_1[:, :, None] + windows_2[:, None]) / 2  # (6, 81, 81, 3, 8, 8)
+    error = (averages - pixels[:, None, None]).abs().flatten(3).amax(3).flatten(1).amin(1)
+    assert (error < 1e-3).all()
+    assert logs["mse"] > 0
+    views.at(0.5)
+    step(model, sources.float().sum(1) / 510, torch.arange(6))
+    assert seen[-1].shape == (6, 3, 16, 16)
+    assert views.settles_at == 0.5
+
+
+def test_crop_is_refused_for_a_separator_that_resizes(tmp_path, capsys):
+    code = main(["train", "separator", "--model", "two-decoder-ae", "--crop", "16",
+                 "--dataset", f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path)])
+    assert code == 2
+    assert "--crop needs --model unet or resunet" in capsys.readouterr().err
+
+
 def test_separator_run_writes_its_results(trained_unet):
     run = trained_unet / "unet"
     for name in ("metrics.json", "separation_loss.png", "separation_examples.png",

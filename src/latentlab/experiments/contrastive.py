@@ -41,7 +41,7 @@ from latentlab.models import (
 from latentlab.plots import plot_distance_histograms
 from latentlab.training import Hooks, Steps, TrainStep
 from latentlab.training.best import BestWeights
-from latentlab.transforms import AUGMENTATIONS, random_crop, simclr_augment
+from latentlab.transforms import AUGMENTATIONS, Views, random_crop, simclr_augment
 
 PROJECTION_DIM = 128  # SupCon/SimCLR head output, as in both papers
 WHITENING_IMAGES = 5000  # airbench fits its whitening layer on 5,000 training images
@@ -71,26 +71,6 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> ContrastiveModel
     torch.manual_seed(config.seed)
     return CONTRASTIVE_MODELS[encoder](image_shape, latent_dim=config.latent_dim,
                                        projection_dim=projection_dim, **options)
-
-
-class Views:
-    """The training views: `small` ones while the schedule's progress is short of `until`,
-    then `whole` ones (progressive resizing: cheap early epochs, the last at full size)."""
-
-    def __init__(self, whole: Callable[[Tensor], Tensor], small: Callable[[Tensor], Tensor],
-                 until: float) -> None:
-        self.whole, self.small, self.until, self.progress = whole, small, until, 0.0
-
-    def at(self, progress: float) -> None:
-        self.progress = progress
-
-    def __call__(self, images: Tensor) -> Tensor:
-        return (self.small if self.progress < self.until else self.whole)(images)
-
-    @property
-    def settles_at(self) -> float:
-        """Where a step's cost stops changing: the switch, if the run has one."""
-        return self.until if self.until < 1 else 0.0
 
 
 def training_views(config: Config, augmentation: str, image_shape: tuple[int, int, int]) -> Views:

@@ -28,15 +28,22 @@ from latentlab.report import show_class_pairs, write_comparison
 from latentlab.training import Hooks, Job, Steps
 from latentlab.training.best import BestWeights, warm_start
 from latentlab.training.schedule import KLWarmup, kl_warmup
-from latentlab.transforms import AUGMENTATIONS, no_augment
+from latentlab.transforms import AUGMENTATIONS, Views, no_augment, random_crop
 
 VALIDATION_MIXTURES = 2_000  # scored every epoch: enough to rank epochs, cheap next to one
 VALIDATION_MIXTURE_SEED = 1
+CROPPABLE = ("unet", "resunet")  # fully convolutional: they separate images of any size
 
 
 def check_model_name(name: str) -> None:
     if name not in SEPARATORS:
         raise UserError(f"--model must be one of {', '.join(SEPARATORS)}, not {name!r}")
+
+
+def check_crop(config: Config) -> None:
+    if config.crop and config.model not in CROPPABLE:
+        raise UserError(f"--crop needs --model {' or '.join(CROPPABLE)}, which separate images "
+                        f"of any size; {config.model} resizes them to 32x32")
 
 
 def build(config: Config, image_shape: tuple[int, int, int], n_classes: int = 0) -> Separator:
@@ -53,21 +60,34 @@ def build(config: Config, image_shape: tuple[int, int, int], n_classes: int = 0)
     return SEPARATORS[config.model](image_shape, **options)
 
 
-def make_train_step(config: Config, warmup: KLWarmup | None, augmentation: str,
+def training_views(config: Config, augmentation: str) -> Views:
+    """The augmentation of each source, then with --crop a random window of each for the
+    first --crop-until of the schedule: a fully convolutional separator learns from fewer
+    pixels per step, so a time budget buys more epochs; it is scored on whole images."""
+    augment = AUGMENTATIONS[augmentation]
+    if not config.crop:
+        return Views(augment, augment, until=0.0)
+    check_crop(config)
+    size = config.crop
+    return Views(augment, lambda images: random_crop(augment(images), size), config.crop_until)
+
+
+def make_train_step(config: Config, warmup: KLWarmup | None, views: Views,
                     train: MixturePairs) -> Any:
     """Training step on the raw outputs m +- d; a variational separator's KL weight follows
     warmup. The loop hands it the indices of the batch's pairs in train, so it can look up
-    their sources and classes. With an augmentation, each source is augmented on its own and
-    the mixture made again from the results. With --class-weight, the U-Net's class head
-    learns to name the classes of both images."""
-    augment = AUGMENTATIONS[augmentation]
+    their sources and classes. With an augmentation or --crop, each source is changed on its
+    own and the mixture made again from the results. With --class-weight, the U-Net's class
+    head learns to name the classes of both images."""
+    plain = views.whole is no_augment and not config.crop
 
     def step(model: Separator, m: Tensor, index: Tensor) -> dict[str, Tensor]:
         sources = train.sources(index)
-        if augment is not no_augment:
-            pair = augment(sources.flatten(0, 1).float() / 255).view(sources.shape)
+        if not plain:
+            flat = views(sources.flatten(0, 1).float() / 255)
+            pair = flat.view(*sources.shape[:3], *flat.shape[-2:])
             x1, x2 = pair[:, 0], pair[:, 1]
-            m = model.prepare((x1 + x2) / 2, model.input_size(), checked=False)
+            m = model.prepare((x1 + x2) / 2, tuple(flat.shape[-2:]), checked=False)
         else:
             x1, x2 = as_sources(sources)
         d, kl = model(m)
@@ -101,6 +121,7 @@ def make_eval_step(config: Config, variational: bool) -> Any:
 
 def run(config: Config, resume: bool = False) -> dict[str, Any]:
     check_model_name(config.model)  # before the minutes a large dataset takes to load
+    check_crop(config)
     data = shared.load_data(config)
     assert data.val_images is not None
     images, labels = data.epoch_images()  # --oversample repeats images by index
@@ -123,8 +144,9 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     variational = isinstance(model, TwoDecoderVAESeparator)
     warmup = kl_warmup(config, len(train), job.checkpoint, resume) if variational else None
     augmentation = shared.augmentation_name(config, data.image_shape)
-    steps = Steps(make_train_step(config, warmup, augmentation, train),
-                  make_eval_step(config, variational))
+    views = training_views(config, augmentation)
+    steps = Steps(make_train_step(config, warmup, views, train),
+                  make_eval_step(config, variational), views.at, views.settles_at)
     best = BestWeights(model, config, config.run_dir / "best_separator.pth", resume)
     result = shared.train(model, job, steps, Hooks(train.resample, best),
                           note=f" with {augmentation} augmentation")
