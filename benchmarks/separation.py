@@ -14,6 +14,9 @@ BASIS ~19-20 on the official release.
     python benchmarks/separation.py --minutes 15                       # every model, both protocols
     python benchmarks/separation.py --minutes 180 --models resunet --protocols full
     python benchmarks/separation.py --minutes 0.5 --train-limit 2000   # smoke check
+    # shapes on the shipped separator's data, 2 seeds: windows of 16x16 for half the run
+    python benchmarks/separation.py --minutes 5 --seeds 2 --models unet --protocols full \
+        --recipe shipped --crop 16 --crop-until 0.5 --out benchmarks/results/separation/shapes
     # grow the trained U-Net by two residual blocks at 4x4 and train it further
     python benchmarks/separation.py --minutes 100 --models unet --protocols full \
         --bottleneck-blocks 2 --init-from <separator_model.pth>
@@ -59,8 +62,18 @@ from latentlab.training.best import curve_since_first_run  # noqa: E402
 
 DATASET = "folder:" + str((ROOT / "../shared/datasets/cifar10-jpeg.zip").resolve())
 DATASET_NAME = "CIFAR-10 (JPEG copy)"
+# the shipped separator's recipe: official pixels 13 times an epoch beside the JPEG copy (less
+# the twins of held-out images); test and validation images are official ones
+OFFICIAL = "folder:" + str((ROOT / "../shared/datasets/cifar10-official-5k.zip").resolve())
+SHIPPED = {"dataset": OFFICIAL, "extra_train": DATASET, "oversample": 13}
 ANCHORS = {"returning the mixture": 15.6, "small U-Net, 15 CPU min": 17.4,
            "BASIS (Jayaram and Thickstun 2020)": 19.0, "target": 21.0}
+
+
+def dataset_name(args: argparse.Namespace) -> str:
+    if args.recipe == "shipped":
+        return "CIFAR-10, official pixels (trained beside the JPEG copy)"
+    return DATASET_NAME if args.dataset == DATASET else args.dataset
 
 
 def machine(device: str | None) -> dict:
@@ -79,6 +92,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--protocols", default="full,assignment",
                         help="comma-separated: full and/or assignment")
     parser.add_argument("--dataset", default=DATASET, help="default: the CIFAR-10 JPEG copy")
+    parser.add_argument("--recipe", default="jpeg-copy", choices=("jpeg-copy", "shipped"),
+                        help="shipped: the shipped separator's data, official pixels 13 times "
+                             "an epoch beside the JPEG copy, scored on official pixels "
+                             "(overrides --dataset)")
+    parser.add_argument("--crop", type=int, default=0,
+                        help="train on windows of N x N pixels of each source (0: whole images)")
+    parser.add_argument("--crop-until", type=float, default=1.0,
+                        help="with --crop, the part of the schedule on windows (progressive "
+                             "resizing)")
     parser.add_argument("--width", type=int, default=0,
                         help="channels of the first layer (0: each model's default)")
     parser.add_argument("--bottleneck-blocks", type=int, default=0,
@@ -120,14 +142,18 @@ def suffix(args: argparse.Namespace, sep: str) -> str:
     parts = (["continued"] if args.init_from else []) + (
         [f"bottleneck{args.bottleneck_blocks}"] if args.bottleneck_blocks else []) + (
         [f"class{args.class_weight:g}"] if args.class_weight else []) + (
-        [f"ema{args.ema:g}"] if args.ema else [])
+        [f"ema{args.ema:g}"] if args.ema else []) + (
+        [f"crop{args.crop}until{args.crop_until:g}"] if args.crop else []) + (
+        [f"w{args.width}"] if args.width else [])
     return "".join(sep + part for part in parts)
 
 
 def config_for(args: argparse.Namespace, model: str, protocol: str, seed: int) -> Config:
     # epochs is a ceiling: the time budget ends the run; warm-up is ~2% of it
+    data = SHIPPED if args.recipe == "shipped" else {"dataset": args.dataset}
     return Config(experiment="separator", model=model, protocol=protocol,
-                    dataset=args.dataset, epochs=500, warmup_epochs=10.0,
+                    **data, epochs=500, warmup_epochs=10.0, crop=args.crop,
+                    crop_until=args.crop_until,
                     width=args.width, bottleneck_blocks=args.bottleneck_blocks,
                     class_weight=args.class_weight,
                     batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -183,10 +209,10 @@ def time_widths(args: argparse.Namespace, models: list[str]) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(rows: list[dict], name: str = DATASET_NAME) -> None:
     header = (f"{'model':<16} {'protocol':<10} {'params':>9} {'train s':>8} {'epochs':>6} "
               f"{'PSNR dB':>8} {'SSIM':>6} {'sep. s':>7} {'mixtures':>8}")
-    print(f"\nSeparating two images from their average, {DATASET_NAME}\n{header}")
+    print(f"\nSeparating two images from their average, {name}\n{header}")
     print("-" * len(header))
     for r in rows:
         print(f"{r['model']:<16} {r['protocol']:<10} {r['num_parameters']:>9,} "
@@ -220,17 +246,21 @@ def older(row: dict) -> str:
 
 
 def print_spread(rows: list[dict]) -> None:
-    """Mean ± standard deviation of test PSNR over the seeds of each model and protocol."""
-    groups: dict[tuple[str, str], list[float]] = {}
+    """Mean ± standard deviation of validation and test PSNR over the seeds of each model
+    and protocol (choose on validation)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r["protocol"]), []).append(r["test_psnr"])
-    for (model, protocol), scores in groups.items():
-        if len(scores) > 1:
-            print(f"{model} ({protocol}), {len(scores)} seeds: test PSNR "
-                  f"{statistics.mean(scores):.2f} ± {statistics.stdev(scores):.2f} dB")
+        groups.setdefault((r["model"], r["protocol"]), []).append(r)
+    for (model, protocol), group in groups.items():
+        if len(group) > 1:
+            spread = {key: f"{statistics.mean(r[key] for r in group):.3f} ± "
+                           f"{statistics.stdev(r[key] for r in group):.3f}"
+                      for key in ("best_val_psnr", "test_psnr")}
+            print(f"{model} ({protocol}), {len(group)} seeds: validation PSNR "
+                  f"{spread['best_val_psnr']} dB, test {spread['test_psnr']} dB")
 
 
-def plot_curves(rows: list[dict], path: Path) -> None:
+def plot_curves(rows: list[dict], path: Path, name: str = DATASET_NAME) -> None:
     figure, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         curve = curve_since_first_run(r, curve_key(r))
@@ -252,7 +282,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
                 ha="right", va="bottom", color="grey")
     ax.set_xlabel("training time (minutes)")
     ax.set_ylabel("validation PSNR (dB)")
-    ax.set_title(f"Unmixing two images, {DATASET_NAME}")
+    ax.set_title(f"Unmixing two images, {name}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(figure, path)
@@ -299,15 +329,17 @@ def main() -> int:
     except Interrupted as error:  # the run's best weights so far stay in best_separator.pth
         print(f"separation benchmark: {error}", file=sys.stderr)
         return 130
-    print_table(rows)
+    print_table(rows, dataset_name(args))
     print_spread(rows)
     out = Path(args.out)
     result = {
-        "benchmark": "separation", "dataset": DATASET_NAME,
+        "benchmark": "separation", "dataset": dataset_name(args),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(rows[0]["device"] if rows else None),
         "minutes_per_run": args.minutes, "init_from": args.init_from,
         "bottleneck_blocks": args.bottleneck_blocks, "class_weight": args.class_weight,
+        "recipe": args.recipe, "crop": args.crop, "crop_until": args.crop_until,
+        "width": args.width,
         "batch_size": args.batch_size, "augmentation": args.augmentation,
         "learning_rate": args.learning_rate, "ema": args.ema, "seed": args.seed,
         "seeds": args.seeds,
@@ -316,7 +348,7 @@ def main() -> int:
     }
     name = "separation" + suffix(args, "-")
     write_json_atomic(result, out / f"{name}.json")
-    plot_curves(rows, out / f"{name}_curve.png")
+    plot_curves(rows, out / f"{name}_curve.png", dataset_name(args))
     print(f"\nwrote {out / f'{name}.json'} and {out / f'{name}_curve.png'}")
     return 0
 

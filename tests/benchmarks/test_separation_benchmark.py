@@ -42,6 +42,7 @@ def test_benchmark_runs_every_seed_and_reports_mean_and_spread(tmp_path, monkeyp
         seen.append((config.seed, config.out))
         return {"model": config.model, "protocol": config.protocol, "num_parameters": 10,
                 "train_seconds": 1.0, "epochs": 1, "test_psnr": 17.0 + config.seed,
+                "best_val_psnr": 16.0 + config.seed / 2,
                 "test_ssim": 0.5, "separation_seconds": 0.1, "test_mixtures": 10,
                 "baseline_average_psnr": 15.0, "baseline_average_ssim": 0.4,
                 "val_psnr_vs_time": [[1.0, 17.0]], "device": "cpu"}
@@ -52,9 +53,31 @@ def test_benchmark_runs_every_seed_and_reports_mean_and_spread(tmp_path, monkeyp
     assert code == 0
     assert [seed for seed, _ in seen] == [1, 2, 3]
     assert len({out for _, out in seen}) == 3  # each seed writes its own folder
-    assert "unet (full), 3 seeds: test PSNR 19.00 ± 1.00 dB" in capsys.readouterr().out
+    assert ("unet (full), 3 seeds: validation PSNR 17.000 ± 0.500 dB, test 19.000 ± 1.000 dB"
+            in capsys.readouterr().out)
     saved = json.loads((tmp_path / "separation.json").read_text())
     assert saved["seeds"] == 3 and len(saved["runs"]) == 3
+
+
+def test_shipped_recipe_trains_beside_the_jpeg_copy_with_the_windows_asked(tmp_path,
+                                                                          monkeypatch):
+    seen = []
+
+    def refuse(config):  # records the config, trains nothing
+        seen.append(config)
+        raise Interrupted(tmp_path / "checkpoint.pth")
+
+    from latentlab.training import Interrupted
+    monkeypatch.setattr(separation, "run", refuse)
+    code = run_benchmark("--models", "unet", "--protocols", "full", "--recipe", "shipped",
+                         "--crop", 16, "--crop-until", 0.5, "--out", tmp_path,
+                         monkeypatch=monkeypatch)
+    assert code == 130
+    [config] = seen
+    assert config.dataset.endswith("cifar10-official-5k.zip")
+    assert config.extra_train.endswith("cifar10-jpeg.zip") and config.oversample == 13
+    assert (config.crop, config.crop_until) == (16, 0.5)
+    assert "crop16until0.5" in config.out  # never overwrites the whole-image runs
 
 
 def test_benchmark_times_each_width_and_refuses_a_bad_width_list(tmp_path, monkeypatch,
