@@ -87,7 +87,8 @@ def make_train_step(config: Config, warmup: KLWarmup | None, views: Views,
             flat = views(sources.flatten(0, 1).float() / 255)
             pair = flat.view(*sources.shape[:3], *flat.shape[-2:])
             x1, x2 = pair[:, 0], pair[:, 1]
-            m = model.prepare((x1 + x2) / 2, tuple(flat.shape[-2:]), checked=False)
+            size = (flat.shape[-2], flat.shape[-1])  # the window's, with --crop
+            m = model.prepare((x1 + x2) / 2, size, checked=False)
         else:
             x1, x2 = as_sources(sources)
         d, kl = model(m)
