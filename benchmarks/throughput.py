@@ -106,7 +106,8 @@ def case(config: Config, clock: Clock, images: torch.Tensor,
         if name == "separator":
             model = separation.build(config, SHAPE)
             pairs = MixturePairs(images)
-            step = separation.make_train_step(config, None, augmentation, pairs)
+            step = separation.make_train_step(
+                config, None, separation.training_views(config, augmentation), pairs)
             return model, step, lambda i: (pairs.mixture_view()[i], i)
         model = contrastive.build(config, SHAPE)
         step = contrastive.make_step(config, AUGMENTATIONS[augmentation])

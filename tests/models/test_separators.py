@@ -180,7 +180,9 @@ def test_class_head_learns_the_classes_of_the_two_images_and_leaves_the_rest_as_
     images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(64) % 10
     train = MixturePairs(images, torch.arange(64).view(32, 2), labels=labels)
-    step = separation.make_train_step(replace(config, class_weight=1.0), None, "none", train)
+    hinted = replace(config, class_weight=1.0)
+    step = separation.make_train_step(hinted, None, separation.training_views(hinted, "none"),
+                                      train)
     index = torch.arange(32)
     logs = step(headed, train.mixtures(index), index)
     present = torch.zeros(32, 10).scatter_(1, labels.view(32, 2), 1.0)
@@ -190,7 +192,8 @@ def test_class_head_learns_the_classes_of_the_two_images_and_leaves_the_rest_as_
                                                         rel=1e-4)
     logs["loss"].backward()
     assert headed.class_head.weight.grad.abs().sum() > 0
-    assert "class_bce" not in separation.make_train_step(config, None, "none", train)(
+    assert "class_bce" not in separation.make_train_step(
+        config, None, separation.training_views(config, "none"), train)(
         plain, train.mixtures(index), index)
 
 
