@@ -329,11 +329,12 @@ def main() -> int:
     except Interrupted as error:  # the run's best weights so far stay in best_separator.pth
         print(f"separation benchmark: {error}", file=sys.stderr)
         return 130
-    print_table(rows, dataset_name(args))
+    name = dataset_name(args)
+    print_table(rows, name)
     print_spread(rows)
     out = Path(args.out)
     result = {
-        "benchmark": "separation", "dataset": dataset_name(args),
+        "benchmark": "separation", "dataset": name,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(rows[0]["device"] if rows else None),
         "minutes_per_run": args.minutes, "init_from": args.init_from,
@@ -346,10 +347,10 @@ def main() -> int:
         "train_limit": args.train_limit, "test_limit": args.test_limit,
         "anchors_db": ANCHORS, "runs": rows,
     }
-    name = "separation" + suffix(args, "-")
-    write_json_atomic(result, out / f"{name}.json")
-    plot_curves(rows, out / f"{name}_curve.png", dataset_name(args))
-    print(f"\nwrote {out / f'{name}.json'} and {out / f'{name}_curve.png'}")
+    stem = "separation" + suffix(args, "-")
+    write_json_atomic(result, out / f"{stem}.json")
+    plot_curves(rows, out / f"{stem}_curve.png", name)
+    print(f"\nwrote {out / f'{stem}.json'} and {out / f'{stem}_curve.png'}")
     return 0
 
 

@@ -222,3 +222,11 @@ class Views:
     def settles_at(self) -> float:
         """Where a step's cost stops changing: the switch, if the run has one."""
         return self.until if self.until < 1 else 0.0
+
+
+def windowed_views(augment: Callable[[Tensor], Tensor], crop: int, until: float) -> Views:
+    """The augmentation, then with crop > 0 a random crop x crop window of each image for the
+    first `until` of the schedule; crop 0: whole augmented images throughout."""
+    if not crop:
+        return Views(augment, augment, until=0.0)
+    return Views(augment, lambda images: random_crop(augment(images), crop), until)

@@ -61,13 +61,14 @@ def test_benchmark_runs_every_seed_and_reports_mean_and_spread(tmp_path, monkeyp
 
 def test_shipped_recipe_trains_beside_the_jpeg_copy_with_the_windows_asked(tmp_path,
                                                                           monkeypatch):
+    from latentlab.training import Interrupted
+
     seen = []
 
     def refuse(config):  # records the config, trains nothing
         seen.append(config)
         raise Interrupted(tmp_path / "checkpoint.pth")
 
-    from latentlab.training import Interrupted
     monkeypatch.setattr(separation, "run", refuse)
     code = run_benchmark("--models", "unet", "--protocols", "full", "--recipe", "shipped",
                          "--crop", 16, "--crop-until", 0.5, "--out", tmp_path,

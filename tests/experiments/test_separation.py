@@ -65,7 +65,6 @@ def test_training_step_mixes_the_sources_it_scores(option, resolved, monkeypatch
     assert torch.allclose(logs["mse"], expected.gather(0, which[None])[0].mean(), rtol=1e-4)
 
 
-@pytest.mark.slow
 def test_crop_trains_on_windows_of_each_source_then_on_whole_mixtures(monkeypatch):
     """With --crop, each source loses its own random window and the mixture is made again
     from the two windows; after --crop-until the network sees whole mixtures."""
@@ -105,8 +104,13 @@ def test_crop_is_refused_for_a_separator_that_resizes(tmp_path, capsys):
                  "--dataset", f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path)])
     assert code == 2
     assert "--crop needs --model unet or resunet" in capsys.readouterr().err
+    code = main(["train", "separator", "--dataset", "digits", "--crop", "16",
+                 "--out", str(tmp_path)])
+    assert code == 2
+    assert "--crop 16 is larger than the 8x8 images" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_separator_run_writes_its_results(trained_unet):
     run = trained_unet / "unet"
     for name in ("metrics.json", "separation_loss.png", "separation_examples.png",

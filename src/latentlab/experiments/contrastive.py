@@ -41,7 +41,7 @@ from latentlab.models import (
 from latentlab.plots import plot_distance_histograms
 from latentlab.training import Hooks, Steps, TrainStep
 from latentlab.training.best import BestWeights
-from latentlab.transforms import AUGMENTATIONS, Views, random_crop, simclr_augment
+from latentlab.transforms import AUGMENTATIONS, Views, simclr_augment, windowed_views
 
 PROJECTION_DIM = 128  # SupCon/SimCLR head output, as in both papers
 WHITENING_IMAGES = 5000  # airbench fits its whitening layer on 5,000 training images
@@ -81,9 +81,7 @@ def training_views(config: Config, augmentation: str, image_shape: tuple[int, in
     augment = AUGMENTATIONS[augmentation]
     if not config.crop:
         return Views(augment, augment, until=0.0)
-    if config.crop > min(image_shape[1:]):
-        raise UserError(f"--crop {config.crop} is larger than the {image_shape[1]}x"
-                        f"{image_shape[2]} images; choose a smaller window or 0")
+    shared.check_crop_fits(config, image_shape)
     if encoder_name(config, image_shape) not in ("resnet", "airbench"):
         raise UserError("--crop needs --encoder resnet or airbench, which embed images of "
                         "any size")
@@ -91,7 +89,7 @@ def training_views(config: Config, augmentation: str, image_shape: tuple[int, in
     if augmentation == "simclr":
         return Views(augment, lambda images: simclr_augment(images, size=(size, size)),
                      config.crop_until)
-    return Views(augment, lambda images: random_crop(augment(images), size), config.crop_until)
+    return windowed_views(augment, size, config.crop_until)
 
 
 def make_step(config: Config, augment: Callable[[Tensor], Tensor]) -> TrainStep:

@@ -28,7 +28,7 @@ from latentlab.report import show_class_pairs, write_comparison
 from latentlab.training import Hooks, Job, Steps
 from latentlab.training.best import BestWeights, warm_start
 from latentlab.training.schedule import KLWarmup, kl_warmup
-from latentlab.transforms import AUGMENTATIONS, Views, no_augment, random_crop
+from latentlab.transforms import AUGMENTATIONS, Views, no_augment, windowed_views
 
 VALIDATION_MIXTURES = 2_000  # scored every epoch: enough to rank epochs, cheap next to one
 VALIDATION_MIXTURE_SEED = 1
@@ -64,12 +64,8 @@ def training_views(config: Config, augmentation: str) -> Views:
     """The augmentation of each source, then with --crop a random window of each for the
     first --crop-until of the schedule: a fully convolutional separator learns from fewer
     pixels per step, so a time budget buys more epochs; it is scored on whole images."""
-    augment = AUGMENTATIONS[augmentation]
-    if not config.crop:
-        return Views(augment, augment, until=0.0)
     check_crop(config)
-    size = config.crop
-    return Views(augment, lambda images: random_crop(augment(images), size), config.crop_until)
+    return windowed_views(AUGMENTATIONS[augmentation], config.crop, config.crop_until)
 
 
 def make_train_step(config: Config, warmup: KLWarmup | None, views: Views,
@@ -124,6 +120,7 @@ def run(config: Config, resume: bool = False) -> dict[str, Any]:
     check_model_name(config.model)  # before the minutes a large dataset takes to load
     check_crop(config)
     data = shared.load_data(config)
+    shared.check_crop_fits(config, data.image_shape)
     assert data.val_images is not None
     images, labels = data.epoch_images()  # --oversample repeats images by index
     train = training_mixtures(images, config.protocol, config.seed, labels)

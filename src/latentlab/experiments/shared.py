@@ -16,6 +16,7 @@ from latentlab.checkpoint import model_record
 from latentlab.config import Config
 from latentlab.data import ImageData
 from latentlab.data.splits import training_data
+from latentlab.errors import UserError
 from latentlab.files import save_atomic, save_npz_atomic, write_json_atomic
 from latentlab.metrics.embeddings import embed_all, embedding_metrics, subsample, tsne_2d
 from latentlab.models import ImageModel
@@ -143,3 +144,9 @@ def finish(model: ImageModel, config: Config, data: ImageData, result: TrainResu
     if config.tensorboard:
         tensorboard_curves.write_curves(result.history, run_dir / "tensorboard")
     return metrics
+
+
+def check_crop_fits(config: Config, image_shape: tuple[int, int, int]) -> None:
+    if config.crop > min(image_shape[1:]):
+        raise UserError(f"--crop {config.crop} is larger than the {image_shape[1]}x"
+                        f"{image_shape[2]} images; choose a smaller window or 0")
