@@ -48,6 +48,8 @@ MODELS: dict[str, dict[str, Any]] = {
     "vae (convvae)": {"experiment": "vae", "latent_dim": 128},
     "margin contrastive (resnet-16)": {"experiment": "contrastive", "encoder": "resnet",
                                        "width": 16, "latent_dim": 128},
+    "margin contrastive (airbench-32)": {"experiment": "contrastive", "encoder": "airbench",
+                                         "width": 32, "latent_dim": 128},
     "supcon, 2 views (resnet-16)": {"experiment": "supcon", "encoder": "resnet", "width": 16,
                                     "latent_dim": 128, "views": 2},
     "supcon, 1 view (resnet-16)": {"experiment": "supcon", "encoder": "resnet", "width": 16,
@@ -65,6 +67,9 @@ MODELS: dict[str, dict[str, Any]] = {
     "simclr (resnet-16)": {"experiment": "simclr", "encoder": "resnet", "width": 16,
                            "latent_dim": 128},
     "separator (unet-32)": {"experiment": "separator", "model": "unet", "width": 32},
+    # progressive resizing: the early steps train on 16x16 windows of each source
+    "separator (unet-32, 16x16 windows)": {"experiment": "separator", "model": "unet",
+                                           "width": 32, "crop": 16, "crop_until": 0.5},
 }
 
 
